@@ -168,7 +168,8 @@ proptest! {
             if let Ok(id) = parse(&input) {
                 // Whatever parses formats back to itself and re-parses equal.
                 prop_assert_eq!(id.to_string(), input.clone());
-                prop_assert_eq!(parse(&id.to_string()).unwrap(), id);
+                let formatted = id.to_string();
+                prop_assert_eq!(parse(&formatted).unwrap(), id);
             }
         }
     }
