@@ -459,8 +459,9 @@ pub struct Intention {
 pub enum IntentionRule {
     /// L4: allow or deny every request.
     Action(Action),
-    /// L7: the first matching permission decides; none matching means deny
-    /// (Consul semantics).
+    /// L7: the first matching permission decides; when none matches, the
+    /// `default_policy` applies (Consul semantics: less specific intentions
+    /// are not consulted).
     Permissions(Vec<Permission>),
 }
 
