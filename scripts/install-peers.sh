@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the third-party peers the tests run against (../shared/PEERS.md).
+# Idempotent: anything already present is left alone. Needs root (apt-get).
+set -euo pipefail
+
+need_apt=()
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq)
+command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-peers: need root to apt-get install ${need_apt[*]}; peer tests will skip" >&2
+    exit 0
+  fi
+  echo "install-peers: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+echo "install-peers: dnsmasq $(/usr/sbin/dnsmasq --version | head -1 | awk '{print $3}')"
