@@ -1,0 +1,527 @@
+//! Rules on the typed model: ranges, names and references between fields.
+//!
+//! These run on every parsed file (after decoding) and on configs built in
+//! code, through [`MeshConfig::validate`], so both obey the same rules.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use regex::RegexBuilder;
+
+use super::addr::{is_dns_name, is_service_name, parse_dns_target};
+use super::decode;
+use super::error::{ConfigError, ConfigErrorKind as K, ConfigErrors};
+use super::model::{
+    Algorithm, DnsTarget, HashOn, HeaderValueMatch, IntentionRule, MeshConfig, OutlierConfig,
+    PathMatch, RetryConfig, RetryOn, RouteMatch, ServiceConfig,
+};
+use super::tree::{Node, Path};
+use crate::endpoint::MAX_WEIGHT;
+
+/// Largest compiled size of a path or header regex (bytes).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// One problem, before it is rendered into a [`ConfigError`].
+#[derive(Debug, Clone)]
+pub(crate) struct Issue {
+    pub path: Path,
+    pub line: Option<u32>,
+    pub kind: K,
+    pub message: String,
+}
+
+impl MeshConfig {
+    /// Checks every rule of the schema on a config built in code (parsed
+    /// configs are already checked). Errors carry field paths but no lines.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let issues = check(self);
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(render("config", issues, None))
+        }
+    }
+}
+
+/// Parses, decodes and validates a tree; the heart of [`super::parse_str`].
+pub(crate) fn decode_and_check(root: &Node, origin: &str) -> Result<MeshConfig, ConfigErrors> {
+    let mut ctx = decode::Ctx::default();
+    let cfg = decode::decode(root, &mut ctx);
+    let mut issues = ctx.issues;
+    // Model rules on what decoded; skip those about a field that already
+    // failed to decode (it holds a default, not what the file says).
+    for issue in check(&cfg) {
+        if !issues.iter().any(|i| i.path.overlaps(&issue.path)) {
+            issues.push(issue);
+        }
+    }
+    if issues.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(render(origin, issues, Some(root)))
+    }
+}
+
+fn render(origin: &str, mut issues: Vec<Issue>, root: Option<&Node>) -> ConfigErrors {
+    if let Some(root) = root {
+        for i in &mut issues {
+            if i.line.is_none() {
+                i.line = root.line_of(&i.path.0);
+            }
+        }
+        issues.sort_by_key(|i| i.line.unwrap_or(u32::MAX));
+    }
+    let errors = issues
+        .into_iter()
+        .map(|i| ConfigError::new(i.kind, i.path.to_string(), i.line, i.message))
+        .collect();
+    ConfigErrors::new(origin, errors)
+}
+
+struct Checker {
+    issues: Vec<Issue>,
+}
+
+impl Checker {
+    fn err(&mut self, kind: K, path: Path, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path,
+            line: None,
+            kind,
+            message: message.into(),
+        });
+    }
+
+    fn range<T: PartialOrd + std::fmt::Display>(&mut self, path: Path, v: T, lo: T, hi: T) {
+        if v < lo || v > hi {
+            self.err(
+                K::Invalid,
+                path,
+                format!("must be between {lo} and {hi}, got {v}"),
+            );
+        }
+    }
+
+    fn positive(&mut self, path: Path, d: Duration) {
+        if d.is_zero() {
+            self.err(K::Invalid, path, "must be longer than 0s");
+        }
+    }
+}
+
+/// Every rule, on the model.
+pub(crate) fn check(cfg: &MeshConfig) -> Vec<Issue> {
+    let mut c = Checker { issues: Vec::new() };
+    let root = Path::root();
+    if !is_dns_name(&cfg.trust_domain)
+        || cfg
+            .trust_domain
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b == b'_')
+    {
+        c.err(
+            K::Invalid,
+            root.key("trust_domain"),
+            format!(
+                "`{}` is not a trust domain: lower-case DNS name such as `mesh.local`",
+                cfg.trust_domain
+            ),
+        );
+    }
+    let services = root.key("services");
+    for (name, svc) in &cfg.services {
+        let p = services.key(name);
+        if !is_service_name(name) {
+            c.err(K::Invalid, p.clone(), format!("`{name}` is not a service name: 1 to 63 of a-z, 0-9 and `-`, not starting or ending with `-`"));
+        }
+        check_service(&mut c, &p, svc);
+    }
+    let intentions = root.key("intentions");
+    let mut pairs = BTreeSet::new();
+    for (i, it) in cfg.intentions.iter().enumerate() {
+        let p = intentions.index(i);
+        for (key, name) in [("source", &it.source), ("destination", &it.destination)] {
+            if name != "*" && !is_service_name(name) {
+                c.err(
+                    K::Invalid,
+                    p.key(key),
+                    format!("`{name}` is neither a service name (a-z, 0-9, `-`) nor \"*\""),
+                );
+            }
+        }
+        if !pairs.insert((it.source.as_str(), it.destination.as_str())) {
+            c.err(
+                K::Duplicate,
+                p.clone(),
+                format!(
+                    "a second intention from `{}` to `{}`; merge them into one",
+                    it.source, it.destination
+                ),
+            );
+        }
+        if let IntentionRule::Permissions(perms) = &it.rule {
+            if perms.is_empty() {
+                c.err(
+                    K::Invalid,
+                    p.key("permissions"),
+                    "must list at least one permission (use `action: deny` to deny everything)",
+                );
+            }
+            for (j, perm) in perms.iter().enumerate() {
+                check_match(&mut c, &p.key("permissions").index(j), &perm.matches);
+            }
+        }
+    }
+    let gateways = root.key("gateways");
+    for (name, gw) in &cfg.gateways {
+        let p = gateways.key(name);
+        if !is_service_name(name) {
+            c.err(
+                K::Invalid,
+                p.clone(),
+                format!("`{name}` is not a gateway name: 1 to 63 of a-z, 0-9 and `-`"),
+            );
+        }
+        for (i, r) in gw.routes.iter().enumerate() {
+            let rp = p.key("routes").index(i);
+            check_match(&mut c, &rp.key("match"), &r.matches);
+            if !cfg.services.contains_key(&r.service) {
+                c.err(
+                    K::Reference,
+                    rp.key("service"),
+                    format!(
+                        "unknown service `{}`; define it under `services`",
+                        r.service
+                    ),
+                );
+            }
+        }
+    }
+    c.issues
+}
+
+fn check_service(c: &mut Checker, p: &Path, svc: &ServiceConfig) {
+    let mut seen = BTreeSet::new();
+    for (i, ep) in svc.endpoints.iter().enumerate() {
+        let ep_path = p.key("endpoints").index(i);
+        c.range(ep_path.key("weight"), ep.weight, 1, MAX_WEIGHT);
+        if !seen.insert(ep.address) {
+            c.err(
+                K::Duplicate,
+                ep_path.key("address"),
+                format!("duplicate address {}", ep.address),
+            );
+        }
+    }
+    if let Some(dns) = &svc.dns {
+        if !svc.endpoints.is_empty() {
+            c.err(
+                K::Conflict,
+                p.key("dns"),
+                "give either `endpoints` or `dns`, not both",
+            );
+        }
+        let text = match dns {
+            DnsTarget::Host { host, port } => format!("{host}:{port}"),
+            DnsTarget::Srv { name } => name.clone(),
+        };
+        if let Err(msg) = parse_dns_target(&text) {
+            c.err(K::Invalid, p.key("dns"), msg);
+        }
+    }
+    for (name, sel) in &svc.subsets {
+        if name.is_empty() {
+            c.err(
+                K::Invalid,
+                p.key("subsets"),
+                "subset names must not be empty",
+            );
+        }
+        if sel.is_empty() {
+            c.err(
+                K::Invalid,
+                p.key("subsets").key(name),
+                "must select by at least one label, e.g. `{ version: v1 }`",
+            );
+        }
+    }
+    let lb = p.key("load_balancer");
+    c.range(
+        lb.key("panic_threshold"),
+        svc.load_balancer.panic_threshold_percent,
+        0,
+        100,
+    );
+    match &svc.load_balancer.algorithm {
+        Algorithm::LeastRequest {
+            choice_count,
+            active_request_bias,
+        } => {
+            c.range(lb.key("choice_count"), *choice_count, 2, 100);
+            if !(active_request_bias.is_finite() && *active_request_bias >= 0.0) {
+                c.err(
+                    K::Invalid,
+                    lb.key("active_request_bias"),
+                    format!("must be a number >= 0, got {active_request_bias}"),
+                );
+            }
+        }
+        Algorithm::PeakEwma { decay, default_rtt } => {
+            c.positive(lb.key("decay"), *decay);
+            c.positive(lb.key("default_rtt"), *default_rtt);
+        }
+        Algorithm::RingHash {
+            min_ring_size,
+            max_ring_size,
+        } => {
+            c.range(lb.key("min_ring_size"), *min_ring_size, 1, 8_388_608);
+            c.range(lb.key("max_ring_size"), *max_ring_size, 1, 8_388_608);
+            if min_ring_size > max_ring_size {
+                c.err(
+                    K::Conflict,
+                    lb.key("min_ring_size"),
+                    format!("must be <= max_ring_size ({max_ring_size}), got {min_ring_size}"),
+                );
+            }
+        }
+        Algorithm::Maglev { table_size } => {
+            if !(*table_size <= 5_000_011 && is_prime(*table_size)) {
+                c.err(
+                    K::Invalid,
+                    lb.key("table_size"),
+                    format!(
+                        "must be a prime number up to 5000011 (default 65537), got {table_size}"
+                    ),
+                );
+            }
+        }
+        Algorithm::RoundRobin | Algorithm::WeightedRoundRobin | Algorithm::Random => {}
+    }
+    if let Some(HashOn::Header(h)) = &svc.hash_on {
+        if !matches!(
+            svc.load_balancer.algorithm,
+            Algorithm::RingHash { .. } | Algorithm::Maglev { .. }
+        ) {
+            c.err(
+                K::Conflict,
+                p.key("hash_on"),
+                format!(
+                    "only used by `ring_hash` and `maglev`, but load_balancer is `{}`",
+                    svc.load_balancer.algorithm.name()
+                ),
+            );
+        }
+        check_header_name(c, p.key("hash_on").key("header"), h);
+    }
+    if let Some(t) = svc.timeout {
+        c.positive(p.key("timeout"), t);
+    }
+    if let Some(r) = &svc.retry {
+        check_retry(c, &p.key("retry"), r, svc.timeout);
+    }
+    c.range(
+        p.key("circuit_breaker").key("max_requests"),
+        svc.circuit_breaker.max_requests,
+        1,
+        u32::MAX,
+    );
+    if let Some(o) = &svc.outlier_detection {
+        check_outlier(c, &p.key("outlier_detection"), o);
+    }
+    for (i, r) in svc.routes.iter().enumerate() {
+        let rp = p.key("routes").index(i);
+        check_match(c, &rp.key("match"), &r.matches);
+        for name in r.split.keys() {
+            if !svc.subsets.contains_key(name) {
+                let known: Vec<&str> = svc.subsets.keys().map(String::as_str).collect();
+                let known = if known.is_empty() {
+                    "none defined".to_string()
+                } else {
+                    known.join(", ")
+                };
+                c.err(
+                    K::Reference,
+                    rp.key("split").key(name),
+                    format!("unknown subset `{name}`; subsets: {known}"),
+                );
+            }
+        }
+        if !r.split.is_empty() && r.split.values().map(|w| u64::from(*w)).sum::<u64>() == 0 {
+            c.err(K::Invalid, rp.key("split"), "weights must not all be 0");
+        }
+        if let Some(t) = r.timeout {
+            c.positive(rp.key("timeout"), t);
+        }
+        if let Some(retry) = &r.retry {
+            check_retry(c, &rp.key("retry"), retry, r.timeout.or(svc.timeout));
+        }
+    }
+}
+
+fn check_retry(c: &mut Checker, p: &Path, r: &RetryConfig, timeout: Option<Duration>) {
+    c.range(p.key("attempts"), r.attempts, 1, 10);
+    if let Some(per_try) = r.per_try_timeout {
+        c.positive(p.key("per_try_timeout"), per_try);
+        if let Some(t) = timeout.filter(|t| per_try > *t) {
+            c.err(
+                K::Conflict,
+                p.key("per_try_timeout"),
+                format!(
+                    "must not exceed the timeout ({}), got {}",
+                    super::format_duration(t),
+                    super::format_duration(per_try)
+                ),
+            );
+        }
+    }
+    for (i, on) in r.on.iter().enumerate() {
+        if let RetryOn::Status(code) = on {
+            c.range(p.key("on").index(i), *code, 100, 599);
+        }
+    }
+    if r.backoff.base > r.backoff.max {
+        c.err(
+            K::Conflict,
+            p.key("backoff").key("base"),
+            format!(
+                "must be <= max ({}), got {}",
+                super::format_duration(r.backoff.max),
+                super::format_duration(r.backoff.base)
+            ),
+        );
+    }
+    let b = p.key("budget");
+    if !(r.budget.ratio.is_finite() && (0.0..=1000.0).contains(&r.budget.ratio)) {
+        c.err(
+            K::Invalid,
+            b.key("ratio"),
+            format!("must be between 0 and 1000, got {}", r.budget.ratio),
+        );
+    }
+    if r.budget.window < Duration::from_secs(1) || r.budget.window > Duration::from_secs(60) {
+        c.err(
+            K::Invalid,
+            b.key("window"),
+            format!(
+                "must be between 1s and 60s, got {}",
+                super::format_duration(r.budget.window)
+            ),
+        );
+    }
+}
+
+fn check_outlier(c: &mut Checker, p: &Path, o: &OutlierConfig) {
+    if o.consecutive_failures == Some(0) {
+        c.err(
+            K::Invalid,
+            p.key("consecutive_failures"),
+            "must be at least 1 (0 in a file, None in code, turns it off)",
+        );
+    }
+    if let Some(fr) = &o.failure_rate
+        && !(fr.threshold.is_finite() && (0.0..=1.0).contains(&fr.threshold))
+    {
+        c.err(
+            K::Invalid,
+            p.key("failure_rate").key("threshold"),
+            format!("must be between 0 and 1, got {}", fr.threshold),
+        );
+    }
+    if let Some(sr) = &o.success_rate
+        && !(sr.stdev_factor.is_finite() && sr.stdev_factor > 0.0)
+    {
+        c.err(
+            K::Invalid,
+            p.key("success_rate").key("stdev_factor"),
+            format!("must be a number > 0, got {}", sr.stdev_factor),
+        );
+    }
+    c.positive(p.key("interval"), o.interval);
+    c.positive(p.key("base_ejection"), o.base_ejection);
+    if o.max_ejection < o.base_ejection {
+        c.err(
+            K::Conflict,
+            p.key("max_ejection"),
+            format!(
+                "must be >= base_ejection ({}), got {}",
+                super::format_duration(o.base_ejection),
+                super::format_duration(o.max_ejection)
+            ),
+        );
+    }
+    c.range(p.key("max_ejected_percent"), o.max_ejected_percent, 0, 100);
+}
+
+fn check_match(c: &mut Checker, p: &Path, m: &RouteMatch) {
+    match &m.path {
+        Some(PathMatch::Exact(s)) if !s.starts_with('/') => {
+            c.err(
+                K::Invalid,
+                p.key("path_exact"),
+                format!("must start with `/`, got `{s}`"),
+            );
+        }
+        Some(PathMatch::Prefix(s)) if !s.starts_with('/') => {
+            c.err(
+                K::Invalid,
+                p.key("path_prefix"),
+                format!("must start with `/`, got `{s}`"),
+            );
+        }
+        Some(PathMatch::Regex(s)) => check_regex(c, p.key("path_regex"), s),
+        _ => {}
+    }
+    for (i, method) in m.methods.iter().enumerate() {
+        if !is_token(method) || method.bytes().any(|b| b.is_ascii_lowercase()) {
+            c.err(
+                K::Invalid,
+                p.key("methods").index(i),
+                format!("`{method}` is not an HTTP method (an upper-case token such as GET)"),
+            );
+        }
+    }
+    for h in &m.headers {
+        let hp = p.key("headers").key(&h.name);
+        check_header_name(c, hp.clone(), &h.name);
+        if let HeaderValueMatch::Regex(r) = &h.value {
+            check_regex(c, hp.key("regex"), r);
+        }
+    }
+}
+
+fn check_header_name(c: &mut Checker, p: Path, name: &str) {
+    if !is_token(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
+        c.err(
+            K::Invalid,
+            p,
+            format!("`{name}` is not a header name (a lower-case token such as `x-user-id`)"),
+        );
+    }
+}
+
+fn check_regex(c: &mut Checker, p: Path, re: &str) {
+    if let Err(e) = RegexBuilder::new(re).size_limit(REGEX_SIZE_LIMIT).build() {
+        c.err(K::Invalid, p, format!("invalid regex: {e}"));
+    }
+}
+
+/// An RFC 9110 token (header names, methods).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
