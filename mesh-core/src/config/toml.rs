@@ -94,8 +94,8 @@ impl Conv<'_> {
             Value::Integer(i) => Kind::Int(*i.value()),
             Value::Float(f) => Kind::Float(*f.value()),
             Value::Boolean(b) => Kind::Bool(*b.value()),
-            // Not in the schema: a string that the decoder will refuse with its path.
-            Value::Datetime(d) => Kind::Str(format!("{}", d.value())),
+            // Not in the schema: the decoder refuses it with its path.
+            Value::Datetime(d) => Kind::Datetime(d.value().to_string()),
             Value::Array(a) => {
                 let mut items = Vec::new();
                 for v in a.iter() {

@@ -27,6 +27,8 @@ pub(crate) enum Kind {
     Int(i64),
     Float(f64),
     Str(String),
+    /// A TOML date or time: never valid in our schema.
+    Datetime(String),
     Seq(Vec<Node>),
     Map(Vec<Entry>),
 }
@@ -52,6 +54,7 @@ impl Node {
             Kind::Int(_) => "an integer",
             Kind::Float(_) => "a number",
             Kind::Str(_) => "a string",
+            Kind::Datetime(_) => "a date/time",
             Kind::Seq(_) => "a list",
             Kind::Map(_) => "a mapping",
         }

@@ -6,17 +6,18 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use regex::RegexBuilder;
-
 use super::addr::{is_dns_name, is_service_name, parse_dns_target};
 use super::decode;
 use super::error::{ConfigError, ConfigErrorKind as K, ConfigErrors};
-use super::model::{
-    Algorithm, DnsTarget, HashOn, HeaderValueMatch, IntentionRule, MeshConfig, OutlierConfig,
-    PathMatch, RetryConfig, RetryOn, RouteMatch, ServiceConfig,
-};
+use super::model::{Algorithm, DnsTarget, HashOn, IntentionRule, MeshConfig, ServiceConfig};
 use super::tree::{Node, Path};
+
+mod matching;
+mod policy;
+
 use crate::endpoint::MAX_WEIGHT;
+use matching::{check_header_name, check_match};
+use policy::{check_outlier, check_retry, is_prime};
 
 /// Largest compiled size of a path or header regex (bytes).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -78,12 +79,12 @@ fn render(origin: &str, mut issues: Vec<Issue>, root: Option<&Node>) -> ConfigEr
     ConfigErrors::new(origin, errors)
 }
 
-struct Checker {
-    issues: Vec<Issue>,
+pub(super) struct Checker {
+    pub(super) issues: Vec<Issue>,
 }
 
 impl Checker {
-    fn err(&mut self, kind: K, path: Path, message: impl Into<String>) {
+    pub(super) fn err(&mut self, kind: K, path: Path, message: impl Into<String>) {
         self.issues.push(Issue {
             path,
             line: None,
@@ -92,7 +93,13 @@ impl Checker {
         });
     }
 
-    fn range<T: PartialOrd + std::fmt::Display>(&mut self, path: Path, v: T, lo: T, hi: T) {
+    pub(super) fn range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        path: Path,
+        v: T,
+        lo: T,
+        hi: T,
+    ) {
         if v < lo || v > hi {
             self.err(
                 K::Invalid,
@@ -102,7 +109,7 @@ impl Checker {
         }
     }
 
-    fn positive(&mut self, path: Path, d: Duration) {
+    pub(super) fn positive(&mut self, path: Path, d: Duration) {
         if d.is_zero() {
             self.err(K::Invalid, path, "must be longer than 0s");
         }
@@ -356,172 +363,4 @@ fn check_service(c: &mut Checker, p: &Path, svc: &ServiceConfig) {
             check_retry(c, &rp.key("retry"), retry, r.timeout.or(svc.timeout));
         }
     }
-}
-
-fn check_retry(c: &mut Checker, p: &Path, r: &RetryConfig, timeout: Option<Duration>) {
-    c.range(p.key("attempts"), r.attempts, 1, 10);
-    if let Some(per_try) = r.per_try_timeout {
-        c.positive(p.key("per_try_timeout"), per_try);
-        if let Some(t) = timeout.filter(|t| per_try > *t) {
-            c.err(
-                K::Conflict,
-                p.key("per_try_timeout"),
-                format!(
-                    "must not exceed the timeout ({}), got {}",
-                    super::format_duration(t),
-                    super::format_duration(per_try)
-                ),
-            );
-        }
-    }
-    for (i, on) in r.on.iter().enumerate() {
-        if let RetryOn::Status(code) = on {
-            c.range(p.key("on").index(i), *code, 100, 599);
-        }
-    }
-    if r.backoff.base > r.backoff.max {
-        c.err(
-            K::Conflict,
-            p.key("backoff").key("base"),
-            format!(
-                "must be <= max ({}), got {}",
-                super::format_duration(r.backoff.max),
-                super::format_duration(r.backoff.base)
-            ),
-        );
-    }
-    let b = p.key("budget");
-    if !(r.budget.ratio.is_finite() && (0.0..=1000.0).contains(&r.budget.ratio)) {
-        c.err(
-            K::Invalid,
-            b.key("ratio"),
-            format!("must be between 0 and 1000, got {}", r.budget.ratio),
-        );
-    }
-    if r.budget.window < Duration::from_secs(1) || r.budget.window > Duration::from_secs(60) {
-        c.err(
-            K::Invalid,
-            b.key("window"),
-            format!(
-                "must be between 1s and 60s, got {}",
-                super::format_duration(r.budget.window)
-            ),
-        );
-    }
-}
-
-fn check_outlier(c: &mut Checker, p: &Path, o: &OutlierConfig) {
-    if o.consecutive_failures == Some(0) {
-        c.err(
-            K::Invalid,
-            p.key("consecutive_failures"),
-            "must be at least 1 (0 in a file, None in code, turns it off)",
-        );
-    }
-    if let Some(fr) = &o.failure_rate
-        && !(fr.threshold.is_finite() && (0.0..=1.0).contains(&fr.threshold))
-    {
-        c.err(
-            K::Invalid,
-            p.key("failure_rate").key("threshold"),
-            format!("must be between 0 and 1, got {}", fr.threshold),
-        );
-    }
-    if let Some(sr) = &o.success_rate
-        && !(sr.stdev_factor.is_finite() && sr.stdev_factor > 0.0)
-    {
-        c.err(
-            K::Invalid,
-            p.key("success_rate").key("stdev_factor"),
-            format!("must be a number > 0, got {}", sr.stdev_factor),
-        );
-    }
-    c.positive(p.key("interval"), o.interval);
-    c.positive(p.key("base_ejection"), o.base_ejection);
-    if o.max_ejection < o.base_ejection {
-        c.err(
-            K::Conflict,
-            p.key("max_ejection"),
-            format!(
-                "must be >= base_ejection ({}), got {}",
-                super::format_duration(o.base_ejection),
-                super::format_duration(o.max_ejection)
-            ),
-        );
-    }
-    c.range(p.key("max_ejected_percent"), o.max_ejected_percent, 0, 100);
-}
-
-fn check_match(c: &mut Checker, p: &Path, m: &RouteMatch) {
-    match &m.path {
-        Some(PathMatch::Exact(s)) if !s.starts_with('/') => {
-            c.err(
-                K::Invalid,
-                p.key("path_exact"),
-                format!("must start with `/`, got `{s}`"),
-            );
-        }
-        Some(PathMatch::Prefix(s)) if !s.starts_with('/') => {
-            c.err(
-                K::Invalid,
-                p.key("path_prefix"),
-                format!("must start with `/`, got `{s}`"),
-            );
-        }
-        Some(PathMatch::Regex(s)) => check_regex(c, p.key("path_regex"), s),
-        _ => {}
-    }
-    for (i, method) in m.methods.iter().enumerate() {
-        if !is_token(method) || method.bytes().any(|b| b.is_ascii_lowercase()) {
-            c.err(
-                K::Invalid,
-                p.key("methods").index(i),
-                format!("`{method}` is not an HTTP method (an upper-case token such as GET)"),
-            );
-        }
-    }
-    for h in &m.headers {
-        let hp = p.key("headers").key(&h.name);
-        check_header_name(c, hp.clone(), &h.name);
-        if let HeaderValueMatch::Regex(r) = &h.value {
-            check_regex(c, hp.key("regex"), r);
-        }
-    }
-}
-
-fn check_header_name(c: &mut Checker, p: Path, name: &str) {
-    if !is_token(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
-        c.err(
-            K::Invalid,
-            p,
-            format!("`{name}` is not a header name (a lower-case token such as `x-user-id`)"),
-        );
-    }
-}
-
-fn check_regex(c: &mut Checker, p: Path, re: &str) {
-    if let Err(e) = RegexBuilder::new(re).size_limit(REGEX_SIZE_LIMIT).build() {
-        c.err(K::Invalid, p, format!("invalid regex: {e}"));
-    }
-}
-
-/// An RFC 9110 token (header names, methods).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut d = 2u64;
-    while d.saturating_mul(d) <= n {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 1;
-    }
-    true
 }
