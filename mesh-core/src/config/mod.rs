@@ -68,7 +68,6 @@ pub use env::{MeshEnv, TlsMode, TlsModeError};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use model::*;
 pub use render::ConfigSummary;
-pub use validate::REGEX_SIZE_LIMIT;
 
 /// A config file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

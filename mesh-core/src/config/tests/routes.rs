@@ -30,6 +30,12 @@ fn route_matchers() {
         "invalid regex",
     );
     expect_err(
+        &r("{ path_regex: \"a)|(b\" }"),
+        "services.a.routes[0].match.path_regex",
+        4,
+        "invalid regex",
+    );
+    expect_err(
         &r("{ path_regex: \"a{1000}{1000}\" }"),
         "services.a.routes[0].match.path_regex",
         4,

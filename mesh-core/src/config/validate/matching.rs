@@ -1,11 +1,10 @@
 //! Rules on request matchers: paths, methods, header names, regexes.
 
-use regex::RegexBuilder;
-
 use super::super::error::ConfigErrorKind as K;
 use super::super::model::{HeaderValueMatch, PathMatch, RouteMatch};
 use super::super::tree::Path;
-use super::{Checker, REGEX_SIZE_LIMIT};
+use super::Checker;
+use crate::route::matcher::compile_full_match;
 
 pub(super) fn check_match(c: &mut Checker, p: &Path, m: &RouteMatch) {
     match &m.path {
@@ -55,7 +54,15 @@ pub(super) fn check_header_name(c: &mut Checker, p: Path, name: &str) {
 }
 
 fn check_regex(c: &mut Checker, p: Path, re: &str) {
-    if let Err(e) = RegexBuilder::new(re).size_limit(REGEX_SIZE_LIMIT).build() {
+    // The pattern alone first: `a)|(b` compiles once wrapped in the
+    // router's `^(?:...)$` but would escape its anchors. Then the very
+    // function the router compiles with (anchored, size-limited), so a
+    // validated config always compiles.
+    let alone = regex::RegexBuilder::new(re)
+        .size_limit(crate::route::matcher::REGEX_SIZE_LIMIT)
+        .build()
+        .err();
+    if let Some(e) = alone.or_else(|| compile_full_match(re).err().map(|e| e.source)) {
         c.err(K::Invalid, p, format!("invalid regex: {e}"));
     }
 }

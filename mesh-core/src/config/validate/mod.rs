@@ -19,9 +19,6 @@ use crate::endpoint::MAX_WEIGHT;
 use matching::{check_header_name, check_match};
 use policy::{check_outlier, check_retry, is_prime};
 
-/// Largest compiled size of a path or header regex (bytes).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// One problem, before it is rendered into a [`ConfigError`].
 #[derive(Debug, Clone)]
 pub(crate) struct Issue {
