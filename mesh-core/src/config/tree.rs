@@ -117,10 +117,9 @@ impl Path {
         Self(v)
     }
 
-    /// Whether `self` is `other` or inside it, or the other way around.
-    pub fn overlaps(&self, other: &Path) -> bool {
-        let n = self.0.len().min(other.0.len());
-        self.0.get(..n) == other.0.get(..n)
+    /// Whether `other` is `self` or inside it.
+    pub fn contains(&self, other: &Path) -> bool {
+        other.0.get(..self.0.len()) == Some(self.0.as_slice())
     }
 }
 

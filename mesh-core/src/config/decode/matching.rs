@@ -49,6 +49,7 @@ pub(crate) fn decode_route_match_fields(f: &Fields<'_>, ctx: &mut Ctx) -> RouteM
     if let Some(n) = f.get("methods") {
         let p = f.path("methods");
         if let Some(items) = ctx.seq(n, &p) {
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 if let Some(s) = ctx.string(item, &p.index(i)) {
                     let s = s.to_ascii_uppercase();
@@ -61,9 +62,11 @@ pub(crate) fn decode_route_match_fields(f: &Fields<'_>, ctx: &mut Ctx) -> RouteM
                         );
                     } else {
                         m.methods.push(s);
+                        kept.push(i);
                     }
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     if let Some(n) = f.get("headers") {
@@ -234,6 +237,7 @@ fn decode_permissions(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<Vec<Per
     let mut out = Vec::new();
     let mut allowed = vec!["action"];
     allowed.extend_from_slice(MATCH_FIELDS);
+    let mut kept = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let p = path.index(i);
         let Some(f) = ctx.fields(item, &p, &allowed) else {
@@ -249,8 +253,10 @@ fn decode_permissions(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<Vec<Per
         let matches = decode_route_match_fields(&f, ctx);
         if let Some(action) = action {
             out.push(Permission { action, matches });
+            kept.push(i);
         }
     }
+    ctx.remap(path, kept, items.len());
     Some(out)
 }
 
@@ -281,6 +287,7 @@ pub(super) fn decode_gateway(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<
     if let Some(n) = f.get("routes") {
         let p = f.path("routes");
         if let Some(items) = ctx.seq(n, &p) {
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let rp = p.index(i);
                 let Some(rf) = ctx.fields(item, &rp, &["match", "service"]) else {
@@ -304,8 +311,10 @@ pub(super) fn decode_gateway(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<
                 };
                 if let Some(service) = service {
                     routes.push(GatewayRoute { matches, service });
+                    kept.push(i);
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     Some(GatewayConfig {

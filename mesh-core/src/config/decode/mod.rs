@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use super::error::ConfigErrorKind;
 use super::model::{Action, MeshConfig};
-use super::tree::{Entry, Kind, Node, Path};
+use super::tree::{Entry, Kind, Node, Path, Seg};
 use super::validate::Issue;
 
 pub(crate) use service::dns_text;
@@ -63,11 +63,14 @@ pub(crate) fn decode(root: &Node, ctx: &mut Ctx) -> MeshConfig {
     if let Some(n) = f.get("intentions") {
         let p = f.path("intentions");
         if let Some(items) = ctx.seq(n, &p) {
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 if let Some(it) = matching::decode_intention(item, &p.index(i), ctx) {
                     cfg.intentions.push(it);
+                    kept.push(i);
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     if let Some(n) = f.get("gateways") {
@@ -87,6 +90,9 @@ pub(crate) fn decode(root: &Node, ctx: &mut Ctx) -> MeshConfig {
 #[derive(Default)]
 pub(crate) struct Ctx {
     pub issues: Vec<Issue>,
+    /// Lists where some items failed to decode: the list's path in the file
+    /// and, for each item of the model's list, its index in the file.
+    pub remaps: Vec<(Path, Vec<usize>)>,
 }
 
 /// The fields of one mapping, already checked against the allowed names.
@@ -123,6 +129,32 @@ impl<'a> Fields<'a> {
 }
 
 impl Ctx {
+    /// Notes which file items (`kept`) the model's list holds, when some
+    /// of the `total` items were dropped, so model errors point at the
+    /// right item.
+    pub fn remap(&mut self, path: &Path, kept: Vec<usize>, total: usize) {
+        if kept.len() != total {
+            self.remaps.push((path.clone(), kept));
+        }
+    }
+
+    /// Rewrites the list indices of a model path into file indices.
+    pub fn file_path(&self, model: &Path) -> Path {
+        let mut out = model.clone();
+        // Outer lists first: inner lists are recorded under file indices.
+        let mut maps: Vec<&(Path, Vec<usize>)> = self.remaps.iter().collect();
+        maps.sort_by_key(|(p, _)| p.0.len());
+        for (list, kept) in maps {
+            let n = list.0.len();
+            if out.0.get(..n) == Some(list.0.as_slice())
+                && let Some(Seg::Index(i)) = out.0.get_mut(n)
+            {
+                *i = kept.get(*i).copied().unwrap_or(*i);
+            }
+        }
+        out
+    }
+
     /// Records an issue.
     pub fn err(
         &mut self,
@@ -310,12 +342,17 @@ impl Ctx {
     pub fn string_map(&mut self, node: &Node, path: &Path) -> Option<BTreeMap<String, String>> {
         let entries = self.entries(node, path)?;
         let mut out = BTreeMap::new();
+        let mut ok = true;
         for e in entries {
-            if let Some(v) = self.string(&e.value, &path.key(&e.key)) {
-                out.insert(e.key.clone(), v);
+            match self.string(&e.value, &path.key(&e.key)) {
+                Some(v) => {
+                    out.insert(e.key.clone(), v);
+                }
+                None => ok = false,
             }
         }
-        Some(out)
+        // Partial maps would make a selector select more than written.
+        ok.then_some(out)
     }
 }
 

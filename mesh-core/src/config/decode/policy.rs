@@ -53,6 +53,7 @@ pub(super) fn decode_retry(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<Re
         let p = f.path("on");
         if let Some(items) = ctx.seq(n, &p) {
             r.on.clear();
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let ip = p.index(i);
                 let parsed = match &item.kind {
@@ -66,7 +67,10 @@ pub(super) fn decode_retry(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<Re
                     Ok(on) if r.on.contains(&on) => {
                         ctx.err(K::Duplicate, &ip, item.line, "listed twice");
                     }
-                    Ok(on) => r.on.push(on),
+                    Ok(on) => {
+                        r.on.push(on);
+                        kept.push(i);
+                    }
                     Err(got) => {
                         ctx.err(
                             K::Invalid,
@@ -77,6 +81,7 @@ pub(super) fn decode_retry(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<Re
                     }
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     if let Some(n) = f.get("backoff") {

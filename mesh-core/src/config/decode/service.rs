@@ -54,11 +54,14 @@ pub(super) fn decode_service(node: &Node, path: &Path, ctx: &mut Ctx) -> Service
     if let Some(n) = f.get("endpoints") {
         let p = f.path("endpoints");
         if let Some(items) = ctx.seq(n, &p) {
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 if let Some(ep) = decode_endpoint(item, &p.index(i), ctx) {
                     svc.endpoints.push(ep);
+                    kept.push(i);
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     if let Some(n) = f.get("dns") {
@@ -120,11 +123,14 @@ pub(super) fn decode_service(node: &Node, path: &Path, ctx: &mut Ctx) -> Service
     if let Some(n) = f.get("routes") {
         let p = f.path("routes");
         if let Some(items) = ctx.seq(n, &p) {
+            let mut kept = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 if let Some(r) = matching::decode_route(item, &p.index(i), ctx) {
                     svc.routes.push(r);
+                    kept.push(i);
                 }
             }
+            ctx.remap(&p, kept, items.len());
         }
     }
     svc

@@ -132,6 +132,14 @@ fn route_splits_name_existing_subsets() {
 }
 
 #[test]
+fn a_broken_subset_is_reported_once() {
+    let text = svc("subsets: { v1: { version: 1 } }\nroutes:\n  - split: { v1: 1 }");
+    let e = yaml(&text).unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "services.a.subsets.v1.version");
+}
+
+#[test]
 fn intention_rules() {
     expect_err(
         "intentions:\n  - { source: a, destination: b }\n",

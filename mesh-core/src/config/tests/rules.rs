@@ -51,6 +51,31 @@ intentions:
 }
 
 #[test]
+fn model_errors_point_at_the_file_item_after_dropped_ones() {
+    // endpoints[0] fails to decode, so the model holds items 1 and 2 only;
+    // the duplicate must still be reported at the file's index and line.
+    let text =
+        svc("endpoints:\n  - address: nope\n  - address: 127.0.0.1:1\n  - address: 127.0.0.1:1");
+    expect_err(
+        &text,
+        "services.a.endpoints[0].address",
+        4,
+        "not an address",
+    );
+    expect_err(
+        &text,
+        "services.a.endpoints[2].address",
+        6,
+        "duplicate address",
+    );
+    let text = "intentions:\n  - { destination: b, action: allow }\n  - { source: a, destination: b, action: allow }\n  - { source: a, destination: b, action: deny }\n";
+    expect_err(text, "intentions[2]", 4, "a second intention");
+    let text = "services:\n  Bad:\n    protocol: smtp\n";
+    expect_err(text, "services.Bad", 2, "not a service name");
+    expect_err(text, "services.Bad.protocol", 3, "one of http");
+}
+
+#[test]
 fn unknown_fields_name_the_allowed_ones_and_suggest() {
     let e = expect_err(
         &svc("retyr: {}"),

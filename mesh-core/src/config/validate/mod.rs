@@ -10,7 +10,7 @@ use super::addr::{is_dns_name, is_service_name, parse_dns_target};
 use super::decode;
 use super::error::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use super::model::{Algorithm, DnsTarget, HashOn, IntentionRule, MeshConfig, ServiceConfig};
-use super::tree::{Node, Path};
+use super::tree::{Node, Path, Seg};
 
 mod matching;
 mod policy;
@@ -45,11 +45,21 @@ impl MeshConfig {
 pub(crate) fn decode_and_check(root: &Node, origin: &str) -> Result<MeshConfig, ConfigErrors> {
     let mut ctx = decode::Ctx::default();
     let cfg = decode::decode(root, &mut ctx);
-    let mut issues = ctx.issues;
-    // Model rules on what decoded; skip those about a field that already
+    let mut issues = ctx.issues.clone();
+    // Model rules on what decoded; skip those inside a field that already
     // failed to decode (it holds a default, not what the file says).
-    for issue in check(&cfg) {
-        if !issues.iter().any(|i| i.path.overlaps(&issue.path)) {
+    for mut issue in check(&cfg) {
+        issue.path = ctx.file_path(&issue.path);
+        let inside_failed = ctx.issues.iter().any(|i| i.path.contains(&issue.path));
+        // A split naming a subset whose definition failed to decode is
+        // not a second problem.
+        let subsets_failed = issue.kind == K::Reference
+            && issue.path.0.len() > 2
+            && ctx.issues.iter().any(|i| {
+                i.path.0.get(..2) == issue.path.0.get(..2)
+                    && i.path.0.get(2) == Some(&Seg::Key("subsets".into()))
+            });
+        if !inside_failed && !subsets_failed {
             issues.push(issue);
         }
     }
