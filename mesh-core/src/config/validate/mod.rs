@@ -178,7 +178,7 @@ pub(crate) fn check(cfg: &MeshConfig) -> Vec<Issue> {
                 c.err(
                     K::Invalid,
                     p.key("permissions"),
-                    "must list at least one permission (use `action: deny` to deny everything)",
+                    "must list at least one permission; for one decision on every request use `action: allow` or `action: deny`",
                 );
             }
             for (j, perm) in perms.iter().enumerate() {
