@@ -455,3 +455,34 @@ fn bad_input_is_a_typed_error() {
     let err = Intentions::new(&[], Action::Allow, "Mesh.Local").unwrap_err();
     assert!(matches!(err, IntentionsError::TrustDomain { .. }));
 }
+
+#[test]
+fn example_config_intentions_mean_what_they_say() {
+    // examples/mesh.yaml: app-ui may call news-service; prometheus may only
+    // GET /metrics there; everything else to news-service is denied.
+    let cfg = crate::config::parse_str(
+        include_str!("../../../examples/mesh.yaml"),
+        crate::config::Format::Yaml,
+        "examples/mesh.yaml",
+    )
+    .unwrap();
+    let i = Intentions::from_config(&cfg).unwrap();
+    let news = "news-service";
+    let prom = id("default", "prometheus");
+    assert!(i.decide(Some(&prom), news, &get("/metrics")).is_allowed());
+    assert!(
+        !i.decide(Some(&prom), news, &SimpleRequest::new("POST", "/metrics"))
+            .is_allowed()
+    );
+    assert!(!i.decide(Some(&prom), news, &get("/api/news")).is_allowed());
+    let ui = id("default", "app-ui");
+    assert!(
+        i.decide(Some(&ui), news, &SimpleRequest::new("POST", "/api/news"))
+            .is_allowed()
+    );
+    assert!(
+        !i.decide(Some(&id("default", "batch")), news, &get("/"))
+            .is_allowed()
+    );
+    assert!(!i.decide(None, news, &get("/metrics")).is_allowed());
+}

@@ -111,14 +111,21 @@ enum CompiledValue {
 }
 
 /// Compiles `pattern` anchored at both ends (the whole text must match).
+///
+/// The pattern is first compiled on its own: `a)|(b` is not a regex, but
+/// would compile once wrapped in `^(?:...)$` and escape the anchors.
 pub fn compile_full_match(pattern: &str) -> Result<Regex, MatcherError> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|source| MatcherError {
-            pattern: pattern.to_string(),
-            source,
-        })
+    let build = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|source| MatcherError {
+                pattern: pattern.to_string(),
+                source,
+            })
+    };
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 // === impl RequestMatcher ===
@@ -296,5 +303,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.pattern, "(unclosed");
         assert!(err.to_string().contains("invalid regex"));
+    }
+
+    #[test]
+    fn pattern_cannot_escape_the_anchors() {
+        // `^(?:a)|(b)$` would compile and match "xa..." without the check.
+        let err = compile_full_match("a)|(b").unwrap_err();
+        assert_eq!(err.pattern, "a)|(b");
     }
 }

@@ -21,13 +21,13 @@ fn example_parses_with_every_feature() {
             services: 5,
             endpoints: 5,
             routes: 5,
-            intentions: 3,
+            intentions: 4,
             gateways: 1
         }
     );
     assert_eq!(
         s.to_string(),
-        "5 services, 5 endpoints, 5 routes, 3 intentions, 1 gateway"
+        "5 services, 5 endpoints, 5 routes, 4 intentions, 1 gateway"
     );
     let news = &cfg.services["news-service"];
     assert_eq!(news.endpoints[0].weight, 3);
