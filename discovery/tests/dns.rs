@@ -1,0 +1,358 @@
+//! DNS discovery against a real dnsmasq on 127.0.0.1 (see PEERS.md).
+//!
+//! Each test starts its own dnsmasq as a child process on a free port, with
+//! `--local-ttl=1` and the records it needs; records that change live in an
+//! `--addn-hosts` file re-read on SIGHUP. Without dnsmasq the tests print a
+//! skip message and pass, unless `CI=true`, where they fail.
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mesh_core::config::DnsTarget;
+use mesh_discovery::{DnsConfig, DnsError, DnsSource, EndpointSet, Update, UpdateStream};
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+struct Dnsmasq {
+    child: Option<Child>,
+    port: u16,
+    hosts: PathBuf,
+    extra: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn dnsmasq_available() -> bool {
+    if std::path::Path::new(DNSMASQ).exists() {
+        return true;
+    }
+    let msg = format!("SKIP: dnsmasq not found at {DNSMASQ} (apt-get install -y dnsmasq)");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{msg}; failing because CI=true"
+    );
+    eprintln!("{msg}");
+    false
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq with `hosts` as the addn-hosts file content and `extra`
+    /// arguments (e.g. `--srv-host=...`), on a free port.
+    fn start(hosts: &str, extra: &[&str]) -> Dnsmasq {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, hosts).unwrap();
+        let mut d = Dnsmasq {
+            child: None,
+            port: 0,
+            hosts: path,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
+        for _ in 0..10 {
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if d.spawn_on(port) {
+                return d;
+            }
+        }
+        panic!("could not start dnsmasq on a free port");
+    }
+
+    /// Spawns on `port`; false if it exited (port taken).
+    fn spawn_on(&mut self, port: u16) -> bool {
+        let mut cmd = Command::new(DNSMASQ);
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--local=/mesh.local/",
+            "--local-ttl=1",
+            "--log-facility=-",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--addn-hosts={}", self.hosts.display()))
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                self.child = Some(child);
+                self.port = port;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Rewrites the addn-hosts file and makes dnsmasq re-read it (SIGHUP).
+    fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        let pid = self.child.as_ref().unwrap().id();
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "SIGHUP to dnsmasq failed");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port (after `kill`).
+    fn restart(&mut self) {
+        let port = self.port;
+        let mut started = false;
+        for _ in 0..20 {
+            if self.spawn_on(port) {
+                started = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(started, "dnsmasq did not restart on port {port}");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn source(server: SocketAddr) -> DnsSource {
+    DnsSource::new(DnsConfig {
+        server: Some(server),
+        min_ttl: Duration::from_secs(1),
+        max_ttl: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap()
+}
+
+fn host(h: &str, port: u16) -> DnsTarget {
+    DnsTarget::Host {
+        host: h.to_string(),
+        port,
+    }
+}
+
+fn addrs(v: &[&str]) -> Vec<SocketAddr> {
+    let mut a: Vec<SocketAddr> = v.iter().map(|s| s.parse().unwrap()).collect();
+    a.sort();
+    a
+}
+
+async fn next(s: &mut UpdateStream, within: Duration) -> Update {
+    tokio::time::timeout(within, s.next())
+        .await
+        .expect("no update in time")
+        .expect("stream ended")
+}
+
+/// Applies updates until the set has `want` addresses, or fails after `within`.
+async fn until_addresses(
+    s: &mut UpdateStream,
+    set: &mut EndpointSet,
+    want: &[SocketAddr],
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while set.addresses() != want {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let u = tokio::time::timeout(left, s.next())
+            .await
+            .unwrap_or_else(|_| panic!("set is {:?}, wanted {want:?}", set.addresses()))
+            .expect("stream ended");
+        set.apply(u);
+    }
+}
+
+#[tokio::test]
+async fn a_and_aaaa_records_resolve_with_the_port() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let d = Dnsmasq::start(
+        "127.0.0.1 news.mesh.local\n127.0.0.2 news.mesh.local\n",
+        &["--host-record=mix.mesh.local,127.0.0.3,::1"],
+    );
+    let dns = source(d.addr());
+    let r = dns.resolve(&host("news.mesh.local", 8080)).await.unwrap();
+    let got: Vec<SocketAddr> = r.endpoints.iter().map(|e| e.address).collect();
+    assert_eq!(got, addrs(&["127.0.0.1:8080", "127.0.0.2:8080"]));
+    assert!(r.endpoints.iter().all(|e| e.weight == 1));
+    assert!(
+        r.ttl <= Duration::from_secs(1),
+        "local-ttl=1, got {:?}",
+        r.ttl
+    );
+
+    let r = dns.resolve(&host("mix.mesh.local", 9000)).await.unwrap();
+    let got: Vec<SocketAddr> = r.endpoints.iter().map(|e| e.address).collect();
+    assert_eq!(got, addrs(&["127.0.0.3:9000", "[::1]:9000"]));
+}
+
+#[tokio::test]
+async fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let d = Dnsmasq::start(
+        "",
+        &[
+            "--srv-host=_http._tcp.news.mesh.local,news-1.mesh.local,8080,0,10",
+            "--srv-host=_http._tcp.news.mesh.local,news-2.mesh.local,8081,0,20",
+            "--srv-host=_http._tcp.news.mesh.local,news-0.mesh.local,8082,0,0",
+            "--srv-host=_http._tcp.news.mesh.local,backup.mesh.local,9999,5,50",
+            "--host-record=news-1.mesh.local,127.0.0.1",
+            "--host-record=news-2.mesh.local,127.0.0.2",
+            "--host-record=news-0.mesh.local,127.0.0.4",
+            "--host-record=backup.mesh.local,127.0.0.9",
+        ],
+    );
+    let dns = source(d.addr());
+    let mut s = mesh_discovery::Discover::watch(&dns, "_http._tcp.news.mesh.local").unwrap();
+    let Update::Reset(eps) = next(&mut s, Duration::from_secs(5)).await else {
+        panic!("first update must be a Reset")
+    };
+    let got: Vec<(SocketAddr, u32)> = eps.iter().map(|e| (e.address, e.weight)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("127.0.0.1:8080".parse().unwrap(), 10),
+            ("127.0.0.2:8081".parse().unwrap(), 20),
+            ("127.0.0.4:8082".parse().unwrap(), 1),
+        ],
+        "priority 5 backup excluded; weight 0 raised to 1"
+    );
+}
+
+#[tokio::test]
+async fn a_change_is_picked_up_after_the_ttl() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let d = Dnsmasq::start("127.0.0.1 chg.mesh.local\n", &[]);
+    let dns = source(d.addr());
+    let mut s = dns.watch_target(host("chg.mesh.local", 80));
+    let mut set = EndpointSet::new();
+    set.apply(next(&mut s, Duration::from_secs(5)).await);
+    assert_eq!(set.addresses(), addrs(&["127.0.0.1:80"]));
+
+    d.set_hosts("127.0.0.2 chg.mesh.local\n127.0.0.3 chg.mesh.local\n");
+    until_addresses(
+        &mut s,
+        &mut set,
+        &addrs(&["127.0.0.2:80", "127.0.0.3:80"]),
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_resolver_keeps_the_last_good_set() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let mut d = Dnsmasq::start("127.0.0.1 keep.mesh.local\n", &[]);
+    let dns = source(d.addr());
+    let mut s = dns.watch_target(host("keep.mesh.local", 80));
+    let mut set = EndpointSet::new();
+    set.apply(next(&mut s, Duration::from_secs(5)).await);
+    assert_eq!(set.addresses(), addrs(&["127.0.0.1:80"]));
+
+    d.kill();
+    let err = dns.resolve(&host("keep.mesh.local", 80)).await.unwrap_err();
+    assert!(
+        matches!(err, DnsError::Lookup { .. } | DnsError::Timeout { .. }),
+        "resolver must really be down: {err:?}"
+    );
+    // Several TTLs pass with a dead resolver: no update, the set stays.
+    let quiet = tokio::time::timeout(Duration::from_secs(4), s.next()).await;
+    assert!(
+        quiet.is_err(),
+        "no update while the resolver is down: {quiet:?}"
+    );
+
+    // The watch is still alive: a resolver that comes back with new records is heard.
+    std::fs::write(&d.hosts, "127.0.0.5 keep.mesh.local\n").unwrap();
+    d.restart();
+    until_addresses(
+        &mut s,
+        &mut set,
+        &addrs(&["127.0.0.5:80"]),
+        Duration::from_secs(15),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn nxdomain_is_does_not_exist_first_and_fail_static_later() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let d = Dnsmasq::start("127.0.0.1 gone.mesh.local\n", &[]);
+    let dns = source(d.addr());
+
+    let mut missing = dns.watch_target(host("missing.mesh.local", 80));
+    assert_eq!(
+        next(&mut missing, Duration::from_secs(5)).await,
+        Update::DoesNotExist
+    );
+    assert!(matches!(
+        dns.resolve(&host("missing.mesh.local", 80)).await,
+        Err(DnsError::NotFound(_))
+    ));
+
+    let mut s = dns.watch_target(host("gone.mesh.local", 80));
+    let mut set = EndpointSet::new();
+    set.apply(next(&mut s, Duration::from_secs(5)).await);
+    assert_eq!(set.addresses(), addrs(&["127.0.0.1:80"]));
+    d.set_hosts("");
+    // Check the name is now really NXDOMAIN (after the cache's TTL)...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match dns.resolve(&host("gone.mesh.local", 80)).await {
+            Err(DnsError::NotFound(_)) => break,
+            other => {
+                assert!(tokio::time::Instant::now() < deadline, "still {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // ...and the watch still says nothing: the last good set is kept.
+    let quiet = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
+    assert!(
+        quiet.is_err(),
+        "NXDOMAIN after a good set must not empty it: {quiet:?}"
+    );
+}
