@@ -38,3 +38,15 @@ pub enum DiscoveryError {
     #[error("service `{0}` does not exist")]
     DoesNotExist(String),
 }
+
+/// `error: cause: cause` on one line, for logs.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

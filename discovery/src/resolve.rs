@@ -1,1 +1,389 @@
+//! Resolving a target: the documented order of sources.
+//!
+//! For a **service name** the first source that knows it wins:
+//!
+//! 1. the control plane (xDS): not built yet, so never consulted here;
+//! 2. the config file: `services.<name>.endpoints` (static), or else
+//!    `services.<name>.dns` (a DNS target);
+//! 3. `MESH_ENDPOINTS_<SVC>` (upper case, `-` -> `_`);
+//! 4. DNS of the name itself, A/AAAA, with the service's default port:
+//!    **80** for `http` and `http2` (plain HTTP's port), **443** for `grpc`
+//!    (what gRPC's own `dns:///` resolver assumes without a port). A service
+//!    absent from the config counts as `http`.
+//!
+//! An explicit [`Target`] URI bypasses the order: `static:///` and `dns:///`
+//! resolve directly; `xds:///` and `k8s:///` return
+//! [`DiscoveryError::Unsupported`], naming the feature that will resolve them.
+//!
+//! With a live config ([`Resolver::with_config_updates`], e.g. from
+//! [`FileSource::subscribe`](crate::file::FileSource::subscribe)), a watch
+//! re-plans on every config change: when the service's source changes (new
+//! static endpoints, another DNS name, removed from the file), the stream
+//! switches to the new source, whose first update is a `Reset` (or
+//! `DoesNotExist`). Until the new source answers, the consumer keeps the set it
+//! has (fail static).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream::{self, StreamExt};
+use mesh_core::config::{DnsTarget, Protocol};
+use mesh_core::{Endpoint, MeshConfig};
+use tokio::sync::watch;
+
+use crate::dns::{DnsConfig, DnsSource};
+use crate::error::DiscoveryError;
+use crate::static_source::fixed_stream;
+use crate::target::Target;
+use crate::update::{Update, UpdateStream, normalize};
+
+/// Port used for DNS of a bare `http`/`http2` service name.
+pub const DEFAULT_HTTP_PORT: u16 = 80;
+/// Port used for DNS of a bare `grpc` service name.
+pub const DEFAULT_GRPC_PORT: u16 = 443;
+
+/// Which source answered for a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The config file (`services.<name>`).
+    Config,
+    /// `MESH_ENDPOINTS_<SVC>`.
+    Env,
+    /// DNS of the service name itself (the last resort).
+    NameDns,
+    /// An explicit target URI.
+    Uri,
+}
+
+impl Origin {
+    /// A short name: `config`, `env`, `dns-name`, `uri`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Env => "env",
+            Origin::NameDns => "dns-name",
+            Origin::Uri => "uri",
+        }
+    }
+}
+
+/// How a target will be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Fixed endpoints.
+    Static {
+        /// Where they come from.
+        origin: Origin,
+        /// The endpoints, sorted by address.
+        endpoints: Vec<Endpoint>,
+    },
+    /// A DNS name.
+    Dns {
+        /// Where the name comes from.
+        origin: Origin,
+        /// The name.
+        target: DnsTarget,
+    },
+}
+
+impl Plan {
+    /// Where the plan comes from.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Plan::Static { origin, .. } | Plan::Dns { origin, .. } => *origin,
+        }
+    }
+}
+
+/// One resolution: the plan that was followed and the endpoints it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// How the target was resolved.
+    pub plan: Plan,
+    /// The endpoints, sorted by address.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Resolves targets through config, `MESH_ENDPOINTS_*` and DNS, in order.
+pub struct Resolver {
+    config: Option<watch::Receiver<Arc<MeshConfig>>>,
+    env_endpoints: Arc<BTreeMap<String, Vec<Endpoint>>>,
+    dns_config: DnsConfig,
+    dns: Mutex<Option<DnsSource>>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("has_config", &self.config.is_some())
+            .field(
+                "env_services",
+                &self.env_endpoints.keys().collect::<Vec<_>>(),
+            )
+            .field("dns", &self.dns_config)
+            .finish()
+    }
+}
+
+/// `news-service` -> `NEWS_SERVICE`: the `<SVC>` of `MESH_ENDPOINTS_<SVC>`.
+pub fn env_key(service: &str) -> String {
+    service
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+impl Resolver {
+    /// A resolver with no config and no env endpoints: only DNS of the name
+    /// and explicit URIs.
+    pub fn new(dns: DnsConfig) -> Self {
+        Self {
+            config: None,
+            env_endpoints: Arc::new(BTreeMap::new()),
+            dns_config: dns,
+            dns: Mutex::new(None),
+        }
+    }
+
+    /// The same resolver with a fixed config.
+    pub fn with_config(self, config: MeshConfig) -> Self {
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        self.with_config_updates(rx)
+    }
+
+    /// The same resolver following a live config (e.g.
+    /// [`FileSource::subscribe`](crate::file::FileSource::subscribe)).
+    pub fn with_config_updates(mut self, config: watch::Receiver<Arc<MeshConfig>>) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The same resolver with `MESH_ENDPOINTS_<SVC>` endpoints, keyed by
+    /// service name or by `<SVC>` (compared through [`env_key`]).
+    pub fn with_env_endpoints(mut self, endpoints: BTreeMap<String, Vec<Endpoint>>) -> Self {
+        self.env_endpoints = Arc::new(
+            endpoints
+                .into_iter()
+                .map(|(k, v)| (env_key(&k), normalize(v)))
+                .collect(),
+        );
+        self
+    }
+
+    /// The DNS source, built on first use.
+    pub fn dns(&self) -> Result<DnsSource, DiscoveryError> {
+        let mut guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = DnsSource::new(self.dns_config.clone())?;
+        *guard = Some(d.clone());
+        Ok(d)
+    }
+
+    /// How `target` resolves now (with the current config).
+    pub fn plan(&self, target: &Target) -> Result<Plan, DiscoveryError> {
+        match target {
+            Target::Service(name) => {
+                let config = self.config.as_ref().map(|rx| rx.borrow().clone());
+                Ok(plan_service(config.as_deref(), &self.env_endpoints, name))
+            }
+            Target::Static(eps) => Ok(Plan::Static {
+                origin: Origin::Uri,
+                endpoints: normalize(eps.clone()),
+            }),
+            Target::Dns(t) => Ok(Plan::Dns {
+                origin: Origin::Uri,
+                target: t.clone(),
+            }),
+            Target::Xds(_) => Err(DiscoveryError::Unsupported {
+                scheme: "xds",
+                feature: "xDS client (issue \"xDS client\"), not built yet",
+            }),
+            Target::K8s { .. } => Err(DiscoveryError::Unsupported {
+                scheme: "k8s",
+                feature: "Kubernetes source (feature `kubernetes`), not built yet",
+            }),
+        }
+    }
+
+    /// Resolves `target` (a [`Target`] string) once.
+    pub async fn resolve_once(&self, target: &str) -> Result<Resolution, DiscoveryError> {
+        let plan = self.plan(&Target::parse(target)?)?;
+        let endpoints = match &plan {
+            Plan::Static { endpoints, .. } => endpoints.clone(),
+            Plan::Dns { target, .. } => self.dns()?.resolve(target).await?.endpoints,
+        };
+        Ok(Resolution { plan, endpoints })
+    }
+
+    /// Watches `target` (a [`Target`] string): a stream of updates that
+    /// follows config changes for service names (see the module docs).
+    pub fn watch(&self, target: &str) -> Result<UpdateStream, DiscoveryError> {
+        let target = Target::parse(target)?;
+        let plan = self.plan(&target)?;
+        let first = match &plan {
+            Plan::Static { endpoints, .. } => fixed_stream(endpoints.clone()),
+            Plan::Dns { target, .. } => self.dns()?.watch_target(target.clone()),
+        };
+        let dns = self.dns_lazy();
+        match (target, self.config.clone()) {
+            (Target::Service(name), Some(rx)) => Ok(follow_config(
+                rx,
+                self.env_endpoints.clone(),
+                name,
+                plan,
+                first,
+                dns,
+            )),
+            _ => Ok(first),
+        }
+    }
+
+    fn dns_lazy(&self) -> LazyDns {
+        let guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
+        LazyDns {
+            config: self.dns_config.clone(),
+            built: guard.clone(),
+        }
+    }
+}
+
+impl crate::source::Discover for Resolver {
+    fn watch(&self, service: &str) -> Result<UpdateStream, DiscoveryError> {
+        Resolver::watch(self, service)
+    }
+}
+
+/// The DNS source of a watch: built when a plan first needs it.
+struct LazyDns {
+    config: DnsConfig,
+    built: Option<DnsSource>,
+}
+
+impl LazyDns {
+    fn get(&mut self) -> Result<DnsSource, DiscoveryError> {
+        if let Some(d) = &self.built {
+            return Ok(d.clone());
+        }
+        let d = DnsSource::new(self.config.clone())?;
+        self.built = Some(d.clone());
+        Ok(d)
+    }
+}
+
+/// The resolution order for a service name (see the module docs).
+pub fn plan_service(
+    config: Option<&MeshConfig>,
+    env_endpoints: &BTreeMap<String, Vec<Endpoint>>,
+    name: &str,
+) -> Plan {
+    let service = config.and_then(|c| c.services.get(name));
+    if let Some(svc) = service {
+        if !svc.endpoints.is_empty() {
+            return Plan::Static {
+                origin: Origin::Config,
+                endpoints: normalize(svc.endpoints.clone()),
+            };
+        }
+        if let Some(dns) = &svc.dns {
+            return Plan::Dns {
+                origin: Origin::Config,
+                target: dns.clone(),
+            };
+        }
+    }
+    if let Some(eps) = env_endpoints.get(&env_key(name)) {
+        return Plan::Static {
+            origin: Origin::Env,
+            endpoints: eps.clone(),
+        };
+    }
+    let port = match service.map(|s| s.protocol).unwrap_or_default() {
+        Protocol::Http | Protocol::Http2 => DEFAULT_HTTP_PORT,
+        Protocol::Grpc => DEFAULT_GRPC_PORT,
+    };
+    Plan::Dns {
+        origin: Origin::NameDns,
+        target: DnsTarget::Host {
+            host: name.to_string(),
+            port,
+        },
+    }
+}
+
+struct Follow {
+    rx: watch::Receiver<Arc<MeshConfig>>,
+    rx_alive: bool,
+    env: Arc<BTreeMap<String, Vec<Endpoint>>>,
+    name: String,
+    plan: Plan,
+    inner: UpdateStream,
+    dns: LazyDns,
+}
+
+fn follow_config(
+    mut rx: watch::Receiver<Arc<MeshConfig>>,
+    env: Arc<BTreeMap<String, Vec<Endpoint>>>,
+    name: String,
+    plan: Plan,
+    inner: UpdateStream,
+    dns: LazyDns,
+) -> UpdateStream {
+    rx.mark_unchanged();
+    let st = Follow {
+        rx,
+        rx_alive: true,
+        env,
+        name,
+        plan,
+        inner,
+        dns,
+    };
+    stream::unfold(st, |mut st| async move {
+        loop {
+            tokio::select! {
+                biased;
+                changed = st.rx.changed(), if st.rx_alive => {
+                    if changed.is_err() {
+                        // The config's source is gone: keep following the last plan.
+                        st.rx_alive = false;
+                        continue;
+                    }
+                    let config = st.rx.borrow_and_update().clone();
+                    let plan = plan_service(Some(&config), &st.env, &st.name);
+                    if plan != st.plan {
+                        let next = match &plan {
+                            Plan::Static { endpoints, .. } => Ok(fixed_stream(endpoints.clone())),
+                            Plan::Dns { target, .. } => {
+                                st.dns.get().map(|d| d.watch_target(target.clone()))
+                            }
+                        };
+                        match next {
+                            Ok(s) => {
+                                tracing::info!(service = %st.name, origin = plan.origin().as_str(), "service source changed");
+                                st.inner = s;
+                                st.plan = plan;
+                            }
+                            Err(e) => tracing::warn!(service = %st.name, error = %e, "cannot switch source; keeping the current one"),
+                        }
+                    }
+                }
+                update = st.inner.next() => match update {
+                    Some(u) => return Some((u, st)),
+                    None => {
+                        // Sources do not end; if one does, wait for config changes only.
+                        st.inner = stream::pending::<Update>().boxed();
+                    }
+                },
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,8 @@
 //! `--addn-hosts` file re-read on SIGHUP. Without dnsmasq the tests print a
 //! skip message and pass, unless `CI=true`, where they fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test harness helpers
+
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

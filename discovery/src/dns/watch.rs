@@ -10,6 +10,7 @@ use mesh_core::config::DnsTarget;
 use tokio::time::Instant;
 
 use super::{DnsError, DnsSource};
+use crate::error::error_chain;
 use crate::update::{Update, UpdateStream, diff};
 
 struct State {
@@ -100,16 +101,4 @@ impl State {
         self.backoff = (self.backoff * 2).min(config.max_ttl).max(config.min_ttl);
         now
     }
-}
-
-/// `error: cause: cause` on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

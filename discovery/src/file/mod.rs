@@ -1,0 +1,330 @@
+//! The watched config file (`MESH_CONFIG`).
+//!
+//! [`FileSource`] loads the file once (that first load must succeed: there is
+//! no last good config yet), then watches it two ways:
+//!
+//! - a `notify` watcher on the file's **directory** (editors often replace a
+//!   file by writing a temporary file and renaming it over the original,
+//!   which a watch on the file itself would lose);
+//! - a **polling** fallback every [`FileOptions::poll_interval`], comparing
+//!   the file's modification time and size (for file systems where events
+//!   do not arrive: network mounts, some container volumes).
+//!
+//! Bursts of events are debounced ([`FileOptions::debounce`]), and a reload
+//! only parses when the content hash changed.
+//!
+//! **A bad edit keeps the last good config.** The full validation error is
+//! logged (`tracing::error!`, every cause) and kept in
+//! [`FileSource::last_error`]; nothing is published. The next good edit is
+//! published and clears the error. A deleted file is also an error that
+//! keeps the last good config.
+//!
+//! Configs are published on a `tokio::sync::watch` channel
+//! ([`FileSource::subscribe`]), only when the parsed config differs from the
+//! current one. As a [`Discover`] source, the file yields per service the
+//! `endpoints` of `services.<name>` or a DNS watch of `services.<name>.dns`,
+//! and `DoesNotExist` while the file has neither for it; a
+//! [`Resolver`](crate::resolve::Resolver) fed with [`FileSource::subscribe`]
+//! adds the fallbacks (`MESH_ENDPOINTS_*`, DNS of the name).
+
+mod watcher;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use mesh_core::MeshConfig;
+use tokio::sync::watch;
+
+use crate::dns::{DnsConfig, DnsSource};
+use crate::error::DiscoveryError;
+use crate::source::Discover;
+use crate::static_source::fixed_stream;
+use crate::update::{Update, UpdateStream, normalize};
+
+/// A boxed error from a config loader (the parser's own typed error inside;
+/// downcast to get it back).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Turns the file's text into a config: `(text, path) -> config`.
+pub type Loader = Arc<dyn Fn(&str, &Path) -> Result<MeshConfig, BoxError> + Send + Sync>;
+
+/// Why the config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// Reading the file failed (missing, unreadable, not UTF-8).
+    #[error("could not read `{path}`")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not hold a valid config.
+    #[error("`{path}` is not a valid config")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The parser's errors (every field error, with paths and lines).
+        #[source]
+        source: BoxError,
+    },
+    /// There is no tokio runtime to run the watcher on.
+    #[error("FileSource needs a tokio runtime")]
+    NoRuntime,
+}
+
+/// How the file is watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Check the file's mtime and size this often, events or not (default 2s).
+    pub poll_interval: Duration,
+    /// Wait this long after an event before reloading, to let a burst of
+    /// writes finish (default 100ms).
+    pub debounce: Duration,
+    /// Whether to use file-system events (`notify`); polling runs anyway
+    /// (default true).
+    pub use_events: bool,
+    /// How DNS targets of the file's services are resolved.
+    pub dns: DnsConfig,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            debounce: Duration::from_millis(100),
+            use_events: true,
+            dns: DnsConfig::default(),
+        }
+    }
+}
+
+/// A config file, watched; see the module docs.
+pub struct FileSource {
+    path: PathBuf,
+    rx: watch::Receiver<Arc<MeshConfig>>,
+    last_error: Arc<Mutex<Option<Arc<FileError>>>>,
+    dns_config: DnsConfig,
+    dns: Mutex<Option<DnsSource>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        // Subscribers keep the last config (their `changed()` ends).
+        self.task.abort();
+    }
+}
+
+/// What a load saw: content hash, to skip re-parsing an unchanged file.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn load(path: &Path, loader: &Loader) -> (Option<u64>, Result<MeshConfig, FileError>) {
+    let display = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(source) => {
+            return (
+                None,
+                Err(FileError::Read {
+                    path: display,
+                    source,
+                }),
+            );
+        }
+    };
+    let fp = fingerprint(&bytes);
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+            return (
+                Some(fp),
+                Err(FileError::Read {
+                    path: display,
+                    source,
+                }),
+            );
+        }
+    };
+    let result = loader(&text, path).map_err(|source| FileError::Invalid {
+        path: display,
+        source,
+    });
+    (Some(fp), result)
+}
+
+impl FileSource {
+    /// Loads `path` with `loader` and starts watching it. Fails if the first
+    /// load fails or there is no tokio runtime.
+    pub fn open_with(
+        path: impl Into<PathBuf>,
+        options: FileOptions,
+        loader: Loader,
+    ) -> Result<Self, DiscoveryError> {
+        let path: PathBuf = path.into();
+        let wrap = |source: FileError| DiscoveryError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| wrap(FileError::NoRuntime))?;
+        // Watch first, then load: a change in between is not lost.
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let events = if options.use_events {
+            watcher::start_events(&path, notify.clone())
+        } else {
+            None
+        };
+        let initial_stat = watcher::stat(&path);
+        let (fp, first) = load(&path, &loader);
+        let config = first.map_err(wrap)?;
+        let (tx, rx) = watch::channel(Arc::new(config));
+        let last_error = Arc::new(Mutex::new(None));
+        let task = handle.spawn(watcher::run(watcher::Watch {
+            path: path.clone(),
+            options: options.clone(),
+            loader,
+            tx,
+            last_error: last_error.clone(),
+            last_fingerprint: fp,
+            initial_stat,
+            notify,
+            _events: events,
+        }));
+        Ok(Self {
+            path,
+            rx,
+            last_error,
+            dns_config: options.dns,
+            dns: Mutex::new(None),
+            task,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current (last good) config.
+    pub fn current(&self) -> Arc<MeshConfig> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver of configs: the current one, then each new good one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MeshConfig>> {
+        self.rx.clone()
+    }
+
+    /// The error of the last load, if it failed (cleared by a good load).
+    pub fn last_error(&self) -> Option<Arc<FileError>> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn dns(&self) -> Result<DnsSource, DiscoveryError> {
+        let mut guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = DnsSource::new(self.dns_config.clone())?;
+        *guard = Some(d.clone());
+        Ok(d)
+    }
+}
+
+/// What the file says about one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ServicePlan {
+    Static(Vec<mesh_core::Endpoint>),
+    Dns(mesh_core::config::DnsTarget),
+    Missing,
+}
+
+fn service_plan(config: &MeshConfig, service: &str) -> ServicePlan {
+    match config.services.get(service) {
+        Some(svc) if !svc.endpoints.is_empty() => {
+            ServicePlan::Static(normalize(svc.endpoints.clone()))
+        }
+        Some(svc) => match &svc.dns {
+            Some(t) => ServicePlan::Dns(t.clone()),
+            None => ServicePlan::Missing,
+        },
+        None => ServicePlan::Missing,
+    }
+}
+
+fn plan_stream(plan: &ServicePlan, dns: Option<&DnsSource>) -> UpdateStream {
+    match (plan, dns) {
+        (ServicePlan::Static(eps), _) => fixed_stream(eps.clone()),
+        (ServicePlan::Dns(t), Some(d)) => d.watch_target(t.clone()),
+        (ServicePlan::Dns(_), None) | (ServicePlan::Missing, _) => {
+            stream::once(async { Update::DoesNotExist })
+                .chain(stream::pending())
+                .boxed()
+        }
+    }
+}
+
+impl Discover for FileSource {
+    fn watch(&self, service: &str) -> Result<UpdateStream, DiscoveryError> {
+        let mut rx = self.rx.clone();
+        let plan = service_plan(&rx.borrow_and_update(), service);
+        let dns = match plan {
+            ServicePlan::Dns(_) => Some(self.dns()?),
+            _ => self.dns().ok(),
+        };
+        let inner = plan_stream(&plan, dns.as_ref());
+        let service = service.to_string();
+        let st = (rx, true, plan, inner, dns, service);
+        Ok(stream::unfold(
+            st,
+            |(mut rx, mut alive, mut plan, mut inner, dns, service)| async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        changed = rx.changed(), if alive => {
+                            if changed.is_err() {
+                                alive = false;
+                                continue;
+                            }
+                            let next = service_plan(&rx.borrow_and_update(), &service);
+                            if next != plan {
+                                inner = plan_stream(&next, dns.as_ref());
+                                plan = next;
+                            }
+                        }
+                        u = inner.next() => match u {
+                            Some(u) => return Some((u, (rx, alive, plan, inner, dns, service))),
+                            None => inner = stream::pending().boxed(),
+                        },
+                    }
+                }
+            },
+        )
+        .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests;

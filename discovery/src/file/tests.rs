@@ -1,0 +1,224 @@
+use std::time::Duration;
+
+use mesh_core::Endpoint;
+use mesh_core::config::ServiceConfig;
+
+use super::*;
+
+/// A tiny test format, one service per line: `name=ip:port,ip:port`;
+/// a line `!` is invalid.
+fn test_loader() -> Loader {
+    Arc::new(|text: &str, _path: &Path| {
+        let mut c = MeshConfig::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Some((name, eps)) = line.split_once('=') else {
+                return Err(format!("bad line `{line}`").into());
+            };
+            let endpoints = crate::target::parse_endpoint_list(eps)?;
+            c.services.insert(
+                name.to_string(),
+                ServiceConfig {
+                    endpoints,
+                    ..ServiceConfig::default()
+                },
+            );
+        }
+        Ok(c)
+    })
+}
+
+fn fast(use_events: bool) -> FileOptions {
+    FileOptions {
+        poll_interval: Duration::from_millis(100),
+        debounce: Duration::from_millis(20),
+        use_events,
+        ..FileOptions::default()
+    }
+}
+
+fn addrs(c: &MeshConfig, svc: &str) -> Vec<String> {
+    c.services
+        .get(svc)
+        .map(|s| s.endpoints.iter().map(|e| e.address.to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_for(rx: &mut watch::Receiver<Arc<MeshConfig>>, svc: &str, want: &[&str]) {
+    let res = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if addrs(&rx.borrow_and_update(), svc) == want {
+                return;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(res.is_ok(), "config never had {svc} = {want:?}");
+}
+
+fn ep(s: &str) -> Endpoint {
+    Endpoint::new(s.parse().unwrap())
+}
+
+#[tokio::test]
+async fn initial_load_then_a_good_edit_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    assert_eq!(addrs(&src.current(), "news"), vec!["127.0.0.1:1"]);
+    let mut rx = src.subscribe();
+    std::fs::write(&path, "news=127.0.0.1:2\n").unwrap();
+    wait_for(&mut rx, "news", &["127.0.0.1:2"]).await;
+    assert!(src.last_error().is_none());
+}
+
+#[tokio::test]
+async fn a_bad_edit_keeps_the_last_good_config_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let mut rx = src.subscribe();
+
+    std::fs::write(&path, "!\n").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while src.last_error().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bad edit not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = src.last_error().unwrap();
+    assert!(matches!(*err, FileError::Invalid { .. }), "{err:?}");
+    let chain = crate::error::error_chain(&*err);
+    assert!(chain.contains("bad line `!`"), "{chain}");
+    assert_eq!(addrs(&src.current(), "news"), vec!["127.0.0.1:1"]);
+    assert!(
+        !rx.has_changed().unwrap(),
+        "a bad config must not be published"
+    );
+
+    std::fs::write(&path, "news=127.0.0.1:3\n").unwrap();
+    wait_for(&mut rx, "news", &["127.0.0.1:3"]).await;
+    assert!(src.last_error().is_none(), "a good edit clears the error");
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let mut rx = src.subscribe();
+    for (i, addr) in ["127.0.0.1:4", "127.0.0.1:5"].into_iter().enumerate() {
+        let tmp = dir.path().join(format!(".mesh.conf.swp{i}"));
+        std::fs::write(&tmp, format!("news={addr}\n")).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        wait_for(&mut rx, "news", &[addr]).await;
+    }
+}
+
+#[tokio::test]
+async fn polling_alone_notices_changes_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let src = FileSource::open_with(&path, fast(false), test_loader()).unwrap();
+    let mut rx = src.subscribe();
+    // A different size, so the mtime+size check sees it even within one second.
+    std::fs::write(&path, "news=127.0.0.1:1,127.0.0.1:22\n").unwrap();
+    wait_for(&mut rx, "news", &["127.0.0.1:1", "127.0.0.1:22"]).await;
+
+    std::fs::remove_file(&path).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while src.last_error().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deletion not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(*src.last_error().unwrap(), FileError::Read { .. }));
+    assert_eq!(addrs(&src.current(), "news").len(), 2, "last good kept");
+}
+
+async fn next(s: &mut UpdateStream) -> Option<Update> {
+    tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn per_service_streams_follow_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let mut news = src.watch("news").unwrap();
+    let mut other = src.watch("other").unwrap();
+    assert_eq!(
+        next(&mut news).await,
+        Some(Update::Reset(vec![ep("127.0.0.1:1")]))
+    );
+    assert_eq!(next(&mut other).await, Some(Update::DoesNotExist));
+
+    std::fs::write(&path, "news=127.0.0.1:2\nother=127.0.0.1:7\n").unwrap();
+    assert_eq!(
+        next(&mut news).await,
+        Some(Update::Reset(vec![ep("127.0.0.1:2")]))
+    );
+    assert_eq!(
+        next(&mut other).await,
+        Some(Update::Reset(vec![ep("127.0.0.1:7")]))
+    );
+
+    std::fs::write(&path, "other=127.0.0.1:7\n").unwrap();
+    assert_eq!(next(&mut news).await, Some(Update::DoesNotExist));
+}
+
+#[tokio::test]
+async fn the_first_load_must_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.conf");
+    let err = FileSource::open_with(&missing, fast(true), test_loader()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::File {
+                source: FileError::Read { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "!\n").unwrap();
+    let err = FileSource::open_with(&bad, fast(true), test_loader()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::File {
+                source: FileError::Invalid { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn without_a_runtime_open_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.conf");
+    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
+    let err = FileSource::open_with(&path, fast(true), test_loader()).unwrap_err();
+    assert!(matches!(
+        err,
+        DiscoveryError::File {
+            source: FileError::NoRuntime,
+            ..
+        }
+    ));
+}
