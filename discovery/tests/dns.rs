@@ -239,6 +239,7 @@ async fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
             "--host-record=news-2.mesh.local,127.0.0.2",
             "--host-record=news-0.mesh.local,127.0.0.4",
             "--host-record=backup.mesh.local,127.0.0.9",
+            "--srv-host=_http._tcp.weird.mesh.local,nohost.mesh.local,80,0,1",
         ],
     );
     let dns = source(d.addr());
@@ -255,6 +256,16 @@ async fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
             ("127.0.0.4:8082".parse().unwrap(), 1),
         ],
         "priority 5 backup excluded; weight 0 raised to 1"
+    );
+
+    // An SRV answer whose targets do not resolve is a typed error, not a panic.
+    let weird = DnsTarget::Srv {
+        name: "_http._tcp.weird.mesh.local".into(),
+    };
+    let err = dns.resolve(&weird).await.unwrap_err();
+    assert!(
+        matches!(err, DnsError::NoSrvTargets { targets: 1, .. }),
+        "{err:?}"
     );
 }
 
@@ -356,5 +367,35 @@ async fn nxdomain_is_does_not_exist_first_and_fail_static_later() {
     assert!(
         quiet.is_err(),
         "NXDOMAIN after a good set must not empty it: {quiet:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bare_service_name_falls_back_to_dns_of_the_name_on_port_80() {
+    if !dnsmasq_available() {
+        return;
+    }
+    let d = Dnsmasq::start("127.0.0.7 api.mesh.local\n", &[]);
+    let resolver = mesh_discovery::resolve::Resolver::new(DnsConfig {
+        server: Some(d.addr()),
+        min_ttl: Duration::from_secs(1),
+        max_ttl: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+    });
+    let res = resolver.resolve_once("api.mesh.local").await.unwrap();
+    assert_eq!(res.plan.origin(), mesh_discovery::resolve::Origin::NameDns);
+    let got: Vec<SocketAddr> = res.endpoints.iter().map(|e| e.address).collect();
+    assert_eq!(got, addrs(&["127.0.0.7:80"]));
+
+    let res = resolver
+        .resolve_once("dns:///_none._tcp.mesh.local")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            res,
+            mesh_discovery::DiscoveryError::Dns(DnsError::NotFound(_))
+        ),
+        "{res:?}"
     );
 }
