@@ -34,9 +34,6 @@ pub enum DiscoveryError {
         #[source]
         source: crate::file::FileError,
     },
-    /// The service does not exist (DNS `NXDOMAIN`).
-    #[error("service `{0}` does not exist")]
-    DoesNotExist(String),
 }
 
 /// `error: cause: cause` on one line, for logs.

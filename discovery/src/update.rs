@@ -183,6 +183,31 @@ mod tests {
         assert!(set.endpoints().is_empty());
     }
 
+    proptest::proptest! {
+        /// Applying `diff(old, new)` to `old` always gives `new`, and the diff
+        /// is empty exactly when the sets are equal.
+        #[test]
+        fn diff_turns_old_into_new(
+            old in proptest::collection::vec((0u16..20, 1u32..4), 0..12),
+            new in proptest::collection::vec((0u16..20, 1u32..4), 0..12),
+        ) {
+            let mk = |v: &[(u16, u32)]| -> Vec<Endpoint> {
+                v.iter()
+                    .map(|(p, w)| Endpoint::new(SocketAddr::from(([127, 0, 0, 1], *p))).with_weight(*w))
+                    .collect()
+            };
+            let (old, new) = (normalize(mk(&old)), normalize(mk(&new)));
+            let d = diff(&old, &new);
+            proptest::prop_assert_eq!(d.is_empty(), old == new);
+            let mut set = EndpointSet::new();
+            set.apply(Update::Reset(old));
+            for u in d {
+                set.apply(u);
+            }
+            proptest::prop_assert_eq!(set.endpoints(), new);
+        }
+    }
+
     #[test]
     fn normalize_dedups_by_address_keeping_the_last() {
         let n = normalize(vec![
