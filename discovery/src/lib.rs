@@ -35,6 +35,7 @@
 pub mod dns;
 pub mod error;
 pub mod file;
+mod follow;
 pub mod resolve;
 pub mod source;
 pub mod static_source;

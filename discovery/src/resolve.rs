@@ -24,18 +24,17 @@
 //! has (fail static).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt};
 use mesh_core::config::{DnsTarget, Protocol};
 use mesh_core::{Endpoint, MeshConfig};
 use tokio::sync::watch;
 
 use crate::dns::{DnsConfig, DnsSource};
 use crate::error::DiscoveryError;
-use crate::static_source::fixed_stream;
+use crate::follow::{DnsCell, follow, plan_stream};
 use crate::target::Target;
-use crate::update::{Update, UpdateStream, normalize};
+use crate::update::{UpdateStream, normalize};
 
 /// Port used for DNS of a bare `http`/`http2` service name.
 pub const DEFAULT_HTTP_PORT: u16 = 80;
@@ -108,8 +107,7 @@ pub struct Resolution {
 pub struct Resolver {
     config: Option<watch::Receiver<Arc<MeshConfig>>>,
     env_endpoints: Arc<BTreeMap<String, Vec<Endpoint>>>,
-    dns_config: DnsConfig,
-    dns: Mutex<Option<DnsSource>>,
+    dns: DnsCell,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -120,7 +118,7 @@ impl std::fmt::Debug for Resolver {
                 "env_services",
                 &self.env_endpoints.keys().collect::<Vec<_>>(),
             )
-            .field("dns", &self.dns_config)
+            .field("dns", self.dns.config())
             .finish()
     }
 }
@@ -143,8 +141,7 @@ impl Resolver {
         Self {
             config: None,
             env_endpoints: Arc::new(BTreeMap::new()),
-            dns_config: dns,
-            dns: Mutex::new(None),
+            dns: DnsCell::new(dns),
         }
     }
 
@@ -175,13 +172,7 @@ impl Resolver {
 
     /// The DNS source, built on first use.
     pub fn dns(&self) -> Result<DnsSource, DiscoveryError> {
-        let mut guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = guard.as_ref() {
-            return Ok(d.clone());
-        }
-        let d = DnsSource::new(self.dns_config.clone())?;
-        *guard = Some(d.clone());
-        Ok(d)
+        self.dns.get()
     }
 
     /// How `target` resolves now (with the current config).
@@ -224,30 +215,18 @@ impl Resolver {
     /// follows config changes for service names (see the module docs).
     pub fn watch(&self, target: &str) -> Result<UpdateStream, DiscoveryError> {
         let target = Target::parse(target)?;
-        let plan = self.plan(&target)?;
-        let first = match &plan {
-            Plan::Static { endpoints, .. } => fixed_stream(endpoints.clone()),
-            Plan::Dns { target, .. } => self.dns()?.watch_target(target.clone()),
-        };
-        let dns = self.dns_lazy();
-        match (target, self.config.clone()) {
-            (Target::Service(name), Some(rx)) => Ok(follow_config(
-                rx,
-                self.env_endpoints.clone(),
-                name,
-                plan,
-                first,
-                dns,
-            )),
-            _ => Ok(first),
-        }
-    }
-
-    fn dns_lazy(&self) -> LazyDns {
-        let guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
-        LazyDns {
-            config: self.dns_config.clone(),
-            built: guard.clone(),
+        match (&target, &self.config) {
+            (Target::Service(name), Some(rx)) => {
+                let env = self.env_endpoints.clone();
+                let service = name.clone();
+                follow(
+                    rx.clone(),
+                    move |c| Some(plan_service(Some(c), &env, &service)),
+                    self.dns.clone(),
+                    name.clone(),
+                )
+            }
+            _ => plan_stream(Some(&self.plan(&target)?), &self.dns),
         }
     }
 }
@@ -255,23 +234,6 @@ impl Resolver {
 impl crate::source::Discover for Resolver {
     fn watch(&self, service: &str) -> Result<UpdateStream, DiscoveryError> {
         Resolver::watch(self, service)
-    }
-}
-
-/// The DNS source of a watch: built when a plan first needs it.
-struct LazyDns {
-    config: DnsConfig,
-    built: Option<DnsSource>,
-}
-
-impl LazyDns {
-    fn get(&mut self) -> Result<DnsSource, DiscoveryError> {
-        if let Some(d) = &self.built {
-            return Ok(d.clone());
-        }
-        let d = DnsSource::new(self.config.clone())?;
-        self.built = Some(d.clone());
-        Ok(d)
     }
 }
 
@@ -313,76 +275,6 @@ pub fn plan_service(
             port,
         },
     }
-}
-
-struct Follow {
-    rx: watch::Receiver<Arc<MeshConfig>>,
-    rx_alive: bool,
-    env: Arc<BTreeMap<String, Vec<Endpoint>>>,
-    name: String,
-    plan: Plan,
-    inner: UpdateStream,
-    dns: LazyDns,
-}
-
-fn follow_config(
-    mut rx: watch::Receiver<Arc<MeshConfig>>,
-    env: Arc<BTreeMap<String, Vec<Endpoint>>>,
-    name: String,
-    plan: Plan,
-    inner: UpdateStream,
-    dns: LazyDns,
-) -> UpdateStream {
-    rx.mark_unchanged();
-    let st = Follow {
-        rx,
-        rx_alive: true,
-        env,
-        name,
-        plan,
-        inner,
-        dns,
-    };
-    stream::unfold(st, |mut st| async move {
-        loop {
-            tokio::select! {
-                biased;
-                changed = st.rx.changed(), if st.rx_alive => {
-                    if changed.is_err() {
-                        // The config's source is gone: keep following the last plan.
-                        st.rx_alive = false;
-                        continue;
-                    }
-                    let config = st.rx.borrow_and_update().clone();
-                    let plan = plan_service(Some(&config), &st.env, &st.name);
-                    if plan != st.plan {
-                        let next = match &plan {
-                            Plan::Static { endpoints, .. } => Ok(fixed_stream(endpoints.clone())),
-                            Plan::Dns { target, .. } => {
-                                st.dns.get().map(|d| d.watch_target(target.clone()))
-                            }
-                        };
-                        match next {
-                            Ok(s) => {
-                                tracing::info!(service = %st.name, origin = plan.origin().as_str(), "service source changed");
-                                st.inner = s;
-                                st.plan = plan;
-                            }
-                            Err(e) => tracing::warn!(service = %st.name, error = %e, "cannot switch source; keeping the current one"),
-                        }
-                    }
-                }
-                update = st.inner.next() => match update {
-                    Some(u) => return Some((u, st)),
-                    None => {
-                        // Sources do not end; if one does, wait for config changes only.
-                        st.inner = stream::pending::<Update>().boxed();
-                    }
-                },
-            }
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]

@@ -34,15 +34,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
 use mesh_core::MeshConfig;
 use tokio::sync::watch;
 
-use crate::dns::{DnsConfig, DnsSource};
+use crate::dns::DnsConfig;
 use crate::error::DiscoveryError;
+use crate::follow::{DnsCell, follow};
+use crate::resolve::{Origin, Plan};
 use crate::source::Discover;
-use crate::static_source::fixed_stream;
-use crate::update::{Update, UpdateStream, normalize};
+use crate::update::{UpdateStream, normalize};
 
 /// A boxed error from a config loader (the parser's own typed error inside;
 /// downcast to get it back).
@@ -109,8 +109,7 @@ pub struct FileSource {
     path: PathBuf,
     rx: watch::Receiver<Arc<MeshConfig>>,
     last_error: Arc<Mutex<Option<Arc<FileError>>>>,
-    dns_config: DnsConfig,
-    dns: Mutex<Option<DnsSource>>,
+    dns: DnsCell,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -213,8 +212,7 @@ impl FileSource {
             path,
             rx,
             last_error,
-            dns_config: options.dns,
-            dns: Mutex::new(None),
+            dns: DnsCell::new(options.dns),
             task,
         })
     }
@@ -241,88 +239,33 @@ impl FileSource {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-
-    fn dns(&self) -> Result<DnsSource, DiscoveryError> {
-        let mut guard = self.dns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = guard.as_ref() {
-            return Ok(d.clone());
-        }
-        let d = DnsSource::new(self.dns_config.clone())?;
-        *guard = Some(d.clone());
-        Ok(d)
-    }
 }
 
-/// What the file says about one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ServicePlan {
-    Static(Vec<mesh_core::Endpoint>),
-    Dns(mesh_core::config::DnsTarget),
-    Missing,
-}
-
-fn service_plan(config: &MeshConfig, service: &str) -> ServicePlan {
-    match config.services.get(service) {
-        Some(svc) if !svc.endpoints.is_empty() => {
-            ServicePlan::Static(normalize(svc.endpoints.clone()))
-        }
-        Some(svc) => match &svc.dns {
-            Some(t) => ServicePlan::Dns(t.clone()),
-            None => ServicePlan::Missing,
-        },
-        None => ServicePlan::Missing,
+/// What the file alone says about one service: its endpoints, or its DNS
+/// target; `None` when it has neither.
+pub fn file_plan(config: &MeshConfig, service: &str) -> Option<Plan> {
+    let svc = config.services.get(service)?;
+    if !svc.endpoints.is_empty() {
+        return Some(Plan::Static {
+            origin: Origin::Config,
+            endpoints: normalize(svc.endpoints.clone()),
+        });
     }
-}
-
-fn plan_stream(plan: &ServicePlan, dns: Option<&DnsSource>) -> UpdateStream {
-    match (plan, dns) {
-        (ServicePlan::Static(eps), _) => fixed_stream(eps.clone()),
-        (ServicePlan::Dns(t), Some(d)) => d.watch_target(t.clone()),
-        (ServicePlan::Dns(_), None) | (ServicePlan::Missing, _) => {
-            stream::once(async { Update::DoesNotExist })
-                .chain(stream::pending())
-                .boxed()
-        }
-    }
+    svc.dns.as_ref().map(|t| Plan::Dns {
+        origin: Origin::Config,
+        target: t.clone(),
+    })
 }
 
 impl Discover for FileSource {
     fn watch(&self, service: &str) -> Result<UpdateStream, DiscoveryError> {
-        let mut rx = self.rx.clone();
-        let plan = service_plan(&rx.borrow_and_update(), service);
-        let dns = match plan {
-            ServicePlan::Dns(_) => Some(self.dns()?),
-            _ => self.dns().ok(),
-        };
-        let inner = plan_stream(&plan, dns.as_ref());
-        let service = service.to_string();
-        let st = (rx, true, plan, inner, dns, service);
-        Ok(stream::unfold(
-            st,
-            |(mut rx, mut alive, mut plan, mut inner, dns, service)| async move {
-                loop {
-                    tokio::select! {
-                        biased;
-                        changed = rx.changed(), if alive => {
-                            if changed.is_err() {
-                                alive = false;
-                                continue;
-                            }
-                            let next = service_plan(&rx.borrow_and_update(), &service);
-                            if next != plan {
-                                inner = plan_stream(&next, dns.as_ref());
-                                plan = next;
-                            }
-                        }
-                        u = inner.next() => match u {
-                            Some(u) => return Some((u, (rx, alive, plan, inner, dns, service))),
-                            None => inner = stream::pending().boxed(),
-                        },
-                    }
-                }
-            },
+        let name = service.to_string();
+        follow(
+            self.rx.clone(),
+            move |c| file_plan(c, &name),
+            self.dns.clone(),
+            service.to_string(),
         )
-        .boxed())
     }
 }
 

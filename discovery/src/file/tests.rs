@@ -4,6 +4,8 @@ use mesh_core::Endpoint;
 use mesh_core::config::ServiceConfig;
 
 use super::*;
+use crate::update::Update;
+use futures_util::StreamExt;
 
 /// A tiny test format, one service per line: `name=ip:port,ip:port`;
 /// a line `!` is invalid.

@@ -3,6 +3,8 @@ use std::time::Duration;
 use mesh_core::config::ServiceConfig;
 
 use super::*;
+use crate::update::Update;
+use futures_util::StreamExt;
 
 fn ep(s: &str) -> Endpoint {
     Endpoint::new(s.parse().unwrap())
