@@ -44,6 +44,8 @@ pub mod update;
 
 pub use dns::{DnsConfig, DnsError, DnsSource};
 pub use error::DiscoveryError;
+pub use file::{FileError, FileOptions, FileSource};
+pub use resolve::{Origin, Plan, Resolution, Resolver};
 pub use source::Discover;
 pub use static_source::StaticSource;
 pub use target::{Target, TargetError};
