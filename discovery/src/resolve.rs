@@ -2,7 +2,9 @@
 //!
 //! For a **service name** the first source that knows it wins:
 //!
-//! 1. the control plane (xDS): not built yet, so never consulted here;
+//! 1. the control plane (xDS): not built yet, so never consulted here
+//!    ([`Resolver::from_env`] logs a warning when `MESH_CONTROL_PLANE` or a
+//!    bootstrap file is set);
 //! 2. the config file: `services.<name>.endpoints` (static), or else
 //!    `services.<name>.dns` (a DNS target);
 //! 3. `MESH_ENDPOINTS_<SVC>` (upper case, `-` -> `_`);
@@ -26,12 +28,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mesh_core::config::{DnsTarget, Protocol};
+use mesh_core::config::{DnsTarget, MeshEnv, Protocol};
 use mesh_core::{Endpoint, MeshConfig};
 use tokio::sync::watch;
 
 use crate::dns::{DnsConfig, DnsSource};
 use crate::error::DiscoveryError;
+use crate::file::{FileOptions, FileSource};
 use crate::follow::{DnsCell, follow, plan_stream};
 use crate::target::Target;
 use crate::update::{UpdateStream, normalize};
@@ -105,6 +108,8 @@ pub struct Resolution {
 
 /// Resolves targets through config, `MESH_ENDPOINTS_*` and DNS, in order.
 pub struct Resolver {
+    /// The watched `MESH_CONFIG` file, when [`Resolver::from_env`] opened it.
+    file: Option<Arc<FileSource>>,
     config: Option<watch::Receiver<Arc<MeshConfig>>>,
     env_endpoints: Arc<BTreeMap<String, Vec<Endpoint>>>,
     dns: DnsCell,
@@ -139,10 +144,46 @@ impl Resolver {
     /// and explicit URIs.
     pub fn new(dns: DnsConfig) -> Self {
         Self {
+            file: None,
             config: None,
             env_endpoints: Arc::new(BTreeMap::new()),
             dns: DnsCell::new(dns),
         }
+    }
+
+    /// A resolver for this process's environment: `MESH_ENDPOINTS_*`,
+    /// `MESH_DNS_SERVER` (overriding `dns.server`), and the `MESH_CONFIG`
+    /// file, opened and watched (so it needs a tokio runtime, and fails if the
+    /// file does not load: there is no last good config yet).
+    pub fn from_env(env: &MeshEnv, mut dns: DnsConfig) -> Result<Self, DiscoveryError> {
+        if let Some(server) = env.dns_server {
+            dns.server = Some(server);
+        }
+        if env.control_plane.is_some() || env.xds_bootstrap.is_some() {
+            tracing::warn!(
+                "a control plane is configured but the xDS client is not built yet; \
+                 resolving from the config file, MESH_ENDPOINTS_* and DNS"
+            );
+        }
+        let mut r = Resolver::new(dns.clone()).with_env_endpoints(env.endpoints.clone());
+        if let Some(path) = &env.config_path {
+            let file = FileSource::open(
+                path,
+                FileOptions {
+                    dns,
+                    ..FileOptions::default()
+                },
+            )?;
+            r.config = Some(file.subscribe());
+            r.file = Some(Arc::new(file));
+        }
+        Ok(r)
+    }
+
+    /// The watched config file, if this resolver opened one
+    /// ([`FileSource::last_error`] tells whether its last edit was rejected).
+    pub fn file(&self) -> Option<&FileSource> {
+        self.file.as_deref()
     }
 
     /// The same resolver with a fixed config.
@@ -219,9 +260,14 @@ impl Resolver {
             (Target::Service(name), Some(rx)) => {
                 let env = self.env_endpoints.clone();
                 let service = name.clone();
+                // The stream keeps the file watched as long as it lives.
+                let file = self.file.clone();
                 follow(
                     rx.clone(),
-                    move |c| Some(plan_service(Some(c), &env, &service)),
+                    move |c| {
+                        let _watching = &file;
+                        Some(plan_service(Some(c), &env, &service))
+                    },
                     self.dns.clone(),
                     name.clone(),
                 )
@@ -275,6 +321,21 @@ pub fn plan_service(
             port,
         },
     }
+}
+
+/// Resolves `target` once for this environment (what `meshctl resolve`
+/// does): [`Resolver::from_env`] with the default [`DnsConfig`], then
+/// [`Resolver::resolve_once`].
+pub async fn resolve_once(target: &str, env: &MeshEnv) -> Result<Resolution, DiscoveryError> {
+    Resolver::from_env(env, DnsConfig::default())?
+        .resolve_once(target)
+        .await
+}
+
+/// Watches `target` for this environment (what `meshctl resolve --watch`
+/// does). The stream owns what it needs (the watched config file included).
+pub fn watch(target: &str, env: &MeshEnv) -> Result<UpdateStream, DiscoveryError> {
+    Resolver::from_env(env, DnsConfig::default())?.watch(target)
 }
 
 #[cfg(test)]

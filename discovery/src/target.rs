@@ -15,11 +15,9 @@
 //! name syntax.
 
 use std::fmt;
-use std::net::SocketAddr;
 
 use mesh_core::Endpoint;
-use mesh_core::config::DnsTarget;
-use mesh_core::endpoint::MAX_WEIGHT;
+use mesh_core::config::{DnsTarget, EndpointListError, parse_endpoint_list};
 
 /// A parsed target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +57,9 @@ pub enum TargetError {
     /// A name that is not a valid service or host name.
     #[error("invalid name `{0}` (letters, digits, `-`, `_` and `.` only)")]
     InvalidName(String),
-    /// An endpoint that is not `ip:port[=weight]`.
-    #[error("invalid endpoint `{0}` (expected ip:port or ip:port=weight, e.g. 127.0.0.1:8081=3)")]
-    InvalidEndpoint(String),
-    /// A weight out of `1..=MAX_WEIGHT`.
-    #[error("invalid weight in `{0}` (expected 1..={max})", max = MAX_WEIGHT)]
-    InvalidWeight(String),
+    /// The endpoint list of a `static:///` target is invalid.
+    #[error("invalid `static:///` endpoint list")]
+    Endpoints(#[source] EndpointListError),
     /// `dns:///host` without a port (SRV names start with `_`).
     #[error("`{0}` needs a port (host:port) or an SRV name (_service._proto.name)")]
     MissingPort(String),
@@ -74,9 +69,6 @@ pub enum TargetError {
     /// `k8s:///name.namespace[:port]` without a namespace.
     #[error("`{0}` needs a namespace: k8s:///name.namespace[:port]")]
     MissingNamespace(String),
-    /// `static:///` with no endpoints.
-    #[error("`static:///` needs at least one endpoint")]
-    NoEndpoints,
 }
 
 impl Target {
@@ -94,13 +86,9 @@ impl Target {
             return Err(TargetError::Authority(s.to_string()));
         };
         match scheme {
-            "static" => {
-                let eps = parse_endpoint_list(path)?;
-                if eps.is_empty() {
-                    return Err(TargetError::NoEndpoints);
-                }
-                Ok(Target::Static(eps))
-            }
+            "static" => parse_endpoint_list(path)
+                .map(Target::Static)
+                .map_err(TargetError::Endpoints),
             "dns" => parse_dns_target(path).map(Target::Dns),
             "xds" => {
                 check_name(path)?;
@@ -213,33 +201,6 @@ fn parse_k8s(path: &str) -> Result<Target, TargetError> {
     })
 }
 
-/// Parses `ip:port[=weight],...` (the `MESH_ENDPOINTS_<SVC>` and `static:///`
-/// syntax). IPv6 addresses are bracketed: `[::1]:8080=2`. Blank items are
-/// skipped; an empty string is an empty list.
-pub fn parse_endpoint_list(s: &str) -> Result<Vec<Endpoint>, TargetError> {
-    let mut out = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (addr, weight) = match item.split_once('=') {
-            Some((a, w)) => {
-                let w: u32 = w
-                    .trim()
-                    .parse()
-                    .map_err(|_| TargetError::InvalidWeight(item.to_string()))?;
-                if !(1..=MAX_WEIGHT).contains(&w) {
-                    return Err(TargetError::InvalidWeight(item.to_string()));
-                }
-                (a.trim(), w)
-            }
-            None => (item, mesh_core::endpoint::DEFAULT_WEIGHT),
-        };
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|_| TargetError::InvalidEndpoint(item.to_string()))?;
-        out.push(Endpoint::new(addr).with_weight(weight));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,15 +229,16 @@ mod tests {
         assert_eq!(eps[1].address, "[::1]:8082".parse().unwrap());
         assert_eq!(eps[1].weight, 1);
         assert_eq!(t.to_string(), "static:///127.0.0.1:8081=3,[::1]:8082");
-        assert_eq!(Target::parse("static:///"), Err(TargetError::NoEndpoints));
-        assert!(matches!(
-            Target::parse("static:///127.0.0.1:1=0"),
-            Err(TargetError::InvalidWeight(_))
-        ));
-        assert!(matches!(
-            Target::parse("static:///localhost:80"),
-            Err(TargetError::InvalidEndpoint(_))
-        ));
+        assert_eq!(
+            Target::parse("static:///"),
+            Err(TargetError::Endpoints(EndpointListError::Empty))
+        );
+        for bad in ["static:///127.0.0.1:1=0", "static:///localhost:80"] {
+            assert!(
+                matches!(Target::parse(bad), Err(TargetError::Endpoints(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh_core::MeshConfig;
+use mesh_core::config::{ConfigErrors, Format, MeshEnv, parse_str};
 use tokio::sync::watch;
 
 use crate::dns::DnsConfig;
@@ -44,12 +45,24 @@ use crate::resolve::{Origin, Plan};
 use crate::source::Discover;
 use crate::update::{UpdateStream, normalize};
 
-/// A boxed error from a config loader (the parser's own typed error inside;
-/// downcast to get it back).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 /// Turns the file's text into a config: `(text, path) -> config`.
-pub type Loader = Arc<dyn Fn(&str, &Path) -> Result<MeshConfig, BoxError> + Send + Sync>;
+/// [`default_loader`] parses YAML/TOML/JSON by extension with
+/// [`mesh_core::config::parse_str`].
+pub type Loader = Arc<dyn Fn(&str, &Path) -> Result<MeshConfig, ConfigErrors> + Send + Sync>;
+
+/// The standard loader: [`parse_str`] with the format from the file's
+/// extension (`.toml`, `.json`, else YAML) and the path as the error origin;
+/// then, if `env` is given, [`MeshConfig::apply_env`] (services without
+/// endpoints or dns take `MESH_ENDPOINTS_<SVC>`).
+pub fn default_loader(env: Option<MeshEnv>) -> Loader {
+    Arc::new(move |text: &str, path: &Path| {
+        let mut config = parse_str(text, Format::from_path(path), &path.display().to_string())?;
+        if let Some(env) = &env {
+            config.apply_env(env);
+        }
+        Ok(config)
+    })
+}
 
 /// Why the config file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +82,9 @@ pub enum FileError {
     Invalid {
         /// The file.
         path: String,
-        /// The parser's errors (every field error, with paths and lines).
+        /// Every problem found (each with its field path and line).
         #[source]
-        source: BoxError,
+        source: ConfigErrors,
     },
     /// There is no tokio runtime to run the watcher on.
     #[error("FileSource needs a tokio runtime")]
@@ -171,6 +184,13 @@ fn load(path: &Path, loader: &Loader) -> (Option<u64>, Result<MeshConfig, FileEr
 }
 
 impl FileSource {
+    /// Loads `path` with the [`default_loader`] (no environment overlay) and
+    /// starts watching it. Fails if the first load fails or there is no tokio
+    /// runtime.
+    pub fn open(path: impl Into<PathBuf>, options: FileOptions) -> Result<Self, DiscoveryError> {
+        Self::open_with(path, options, default_loader(None))
+    }
+
     /// Loads `path` with `loader` and starts watching it. Fails if the first
     /// load fails or there is no tokio runtime.
     pub fn open_with(

@@ -1,32 +1,34 @@
 use std::time::Duration;
 
 use mesh_core::Endpoint;
-use mesh_core::config::ServiceConfig;
 
 use super::*;
 use crate::update::Update;
 use futures_util::StreamExt;
 
-/// A tiny test format, one service per line: `name=ip:port,ip:port`;
-/// a line `!` is invalid.
-fn test_loader() -> Loader {
-    Arc::new(|text: &str, _path: &Path| {
-        let mut c = MeshConfig::default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Some((name, eps)) = line.split_once('=') else {
-                return Err(format!("bad line `{line}`").into());
-            };
-            let endpoints = crate::target::parse_endpoint_list(eps)?;
-            c.services.insert(
-                name.to_string(),
-                ServiceConfig {
-                    endpoints,
-                    ..ServiceConfig::default()
-                },
-            );
+/// A YAML config: `news=127.0.0.1:1,127.0.0.1:2` lines become services
+/// with those endpoints; a line `!` becomes an invalid config.
+fn yaml(spec: &str) -> String {
+    let mut out = String::from("services:\n");
+    for line in spec.lines().filter(|l| !l.trim().is_empty()) {
+        if line == "!" {
+            return "services:\n  news:\n    endpoints: [{ address: not-an-address }]\n    retry: { attempts: 0 }\n".to_string();
         }
-        Ok(c)
-    })
+        let (name, eps) = line.split_once('=').unwrap();
+        out.push_str(&format!("  {name}:\n    endpoints:\n"));
+        for a in eps.split(',') {
+            out.push_str(&format!("      - {{ address: \"{a}\" }}\n"));
+        }
+    }
+    out
+}
+
+fn write(path: &Path, spec: &str) {
+    std::fs::write(path, yaml(spec)).unwrap();
+}
+
+fn open(path: &Path, options: FileOptions) -> Result<FileSource, DiscoveryError> {
+    FileSource::open(path, options)
 }
 
 fn fast(use_events: bool) -> FileOptions {
@@ -65,12 +67,12 @@ fn ep(s: &str) -> Endpoint {
 #[tokio::test]
 async fn initial_load_then_a_good_edit_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let src = open(&path, fast(true)).unwrap();
     assert_eq!(addrs(&src.current(), "news"), vec!["127.0.0.1:1"]);
     let mut rx = src.subscribe();
-    std::fs::write(&path, "news=127.0.0.1:2\n").unwrap();
+    write(&path, "news=127.0.0.1:2\n");
     wait_for(&mut rx, "news", &["127.0.0.1:2"]).await;
     assert!(src.last_error().is_none());
 }
@@ -78,12 +80,12 @@ async fn initial_load_then_a_good_edit_is_picked_up() {
 #[tokio::test]
 async fn a_bad_edit_keeps_the_last_good_config_until_fixed() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let src = open(&path, fast(true)).unwrap();
     let mut rx = src.subscribe();
 
-    std::fs::write(&path, "!\n").unwrap();
+    write(&path, "!\n");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while src.last_error().is_none() {
         assert!(
@@ -94,15 +96,27 @@ async fn a_bad_edit_keeps_the_last_good_config_until_fixed() {
     }
     let err = src.last_error().unwrap();
     assert!(matches!(*err, FileError::Invalid { .. }), "{err:?}");
+    let FileError::Invalid { source, .. } = &*err else {
+        unreachable!()
+    };
+    // Every problem is reported, each with its field path.
+    assert!(source.errors.len() >= 2, "{source}");
+    assert!(
+        source
+            .errors
+            .iter()
+            .all(|e| e.path.starts_with("services.news")),
+        "{source}"
+    );
     let chain = crate::error::error_chain(&*err);
-    assert!(chain.contains("bad line `!`"), "{chain}");
+    assert!(chain.contains("mesh.yaml"), "{chain}");
     assert_eq!(addrs(&src.current(), "news"), vec!["127.0.0.1:1"]);
     assert!(
         !rx.has_changed().unwrap(),
         "a bad config must not be published"
     );
 
-    std::fs::write(&path, "news=127.0.0.1:3\n").unwrap();
+    write(&path, "news=127.0.0.1:3\n");
     wait_for(&mut rx, "news", &["127.0.0.1:3"]).await;
     assert!(src.last_error().is_none(), "a good edit clears the error");
 }
@@ -110,13 +124,13 @@ async fn a_bad_edit_keeps_the_last_good_config_until_fixed() {
 #[tokio::test]
 async fn a_file_replaced_by_rename_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let src = open(&path, fast(true)).unwrap();
     let mut rx = src.subscribe();
     for (i, addr) in ["127.0.0.1:4", "127.0.0.1:5"].into_iter().enumerate() {
-        let tmp = dir.path().join(format!(".mesh.conf.swp{i}"));
-        std::fs::write(&tmp, format!("news={addr}\n")).unwrap();
+        let tmp = dir.path().join(format!(".mesh.yaml.swp{i}"));
+        write(&tmp, &format!("news={addr}\n"));
         std::fs::rename(&tmp, &path).unwrap();
         wait_for(&mut rx, "news", &[addr]).await;
     }
@@ -125,12 +139,12 @@ async fn a_file_replaced_by_rename_is_picked_up() {
 #[tokio::test]
 async fn polling_alone_notices_changes_and_deletions() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let src = FileSource::open_with(&path, fast(false), test_loader()).unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let src = open(&path, fast(false)).unwrap();
     let mut rx = src.subscribe();
     // A different size, so the mtime+size check sees it even within one second.
-    std::fs::write(&path, "news=127.0.0.1:1,127.0.0.1:22\n").unwrap();
+    write(&path, "news=127.0.0.1:1,127.0.0.1:22\n");
     wait_for(&mut rx, "news", &["127.0.0.1:1", "127.0.0.1:22"]).await;
 
     std::fs::remove_file(&path).unwrap();
@@ -155,9 +169,9 @@ async fn next(s: &mut UpdateStream) -> Option<Update> {
 #[tokio::test]
 async fn per_service_streams_follow_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let src = FileSource::open_with(&path, fast(true), test_loader()).unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let src = open(&path, fast(true)).unwrap();
     let mut news = src.watch("news").unwrap();
     let mut other = src.watch("other").unwrap();
     assert_eq!(
@@ -166,7 +180,7 @@ async fn per_service_streams_follow_the_file() {
     );
     assert_eq!(next(&mut other).await, Some(Update::DoesNotExist));
 
-    std::fs::write(&path, "news=127.0.0.1:2\nother=127.0.0.1:7\n").unwrap();
+    write(&path, "news=127.0.0.1:2\nother=127.0.0.1:7\n");
     assert_eq!(
         next(&mut news).await,
         Some(Update::Reset(vec![ep("127.0.0.1:2")]))
@@ -176,15 +190,15 @@ async fn per_service_streams_follow_the_file() {
         Some(Update::Reset(vec![ep("127.0.0.1:7")]))
     );
 
-    std::fs::write(&path, "other=127.0.0.1:7\n").unwrap();
+    write(&path, "other=127.0.0.1:7\n");
     assert_eq!(next(&mut news).await, Some(Update::DoesNotExist));
 }
 
 #[tokio::test]
 async fn the_first_load_must_succeed() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("nope.conf");
-    let err = FileSource::open_with(&missing, fast(true), test_loader()).unwrap_err();
+    let missing = dir.path().join("nope.yaml");
+    let err = open(&missing, fast(true)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -195,9 +209,9 @@ async fn the_first_load_must_succeed() {
         ),
         "{err:?}"
     );
-    let bad = dir.path().join("bad.conf");
-    std::fs::write(&bad, "!\n").unwrap();
-    let err = FileSource::open_with(&bad, fast(true), test_loader()).unwrap_err();
+    let bad = dir.path().join("bad.yaml");
+    write(&bad, "!\n");
+    let err = open(&bad, fast(true)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -213,9 +227,9 @@ async fn the_first_load_must_succeed() {
 #[test]
 fn without_a_runtime_open_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mesh.conf");
-    std::fs::write(&path, "news=127.0.0.1:1\n").unwrap();
-    let err = FileSource::open_with(&path, fast(true), test_loader()).unwrap_err();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1\n");
+    let err = open(&path, fast(true)).unwrap_err();
     assert!(matches!(
         err,
         DiscoveryError::File {

@@ -182,3 +182,60 @@ async fn a_watch_follows_config_changes() {
     let quiet = tokio::time::timeout(Duration::from_millis(100), s.next()).await;
     assert!(quiet.is_err());
 }
+
+fn mesh_env(vars: &[(&str, String)]) -> MeshEnv {
+    MeshEnv::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.clone()))).unwrap()
+}
+
+#[tokio::test]
+async fn from_env_reads_the_config_file_and_endpoint_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  news-service:\n    endpoints: [{ address: 127.0.0.1:1, weight: 3 }]\n",
+    )
+    .unwrap();
+    let env = mesh_env(&[
+        ("MESH_CONFIG", path.display().to_string()),
+        ("MESH_ENDPOINTS_NEWS_SERVICE", "127.0.0.1:8".into()),
+        ("MESH_ENDPOINTS_APP_UI", "127.0.0.1:9=2".into()),
+    ]);
+    let res = resolve_once("news-service", &env).await.unwrap();
+    assert_eq!(res.plan.origin(), Origin::Config, "the file beats the env");
+    assert_eq!(res.endpoints, vec![ep("127.0.0.1:1").with_weight(3)]);
+    let res = resolve_once("app-ui", &env).await.unwrap();
+    assert_eq!(res.plan.origin(), Origin::Env);
+    assert_eq!(res.endpoints, vec![ep("127.0.0.1:9").with_weight(2)]);
+
+    // An env watch follows file edits, and falls back to the env when the
+    // file drops the service.
+    let mut s = watch("news-service", &env).unwrap();
+    assert_eq!(
+        next(&mut s).await,
+        Update::Reset(vec![ep("127.0.0.1:1").with_weight(3)])
+    );
+    std::fs::write(&path, "services: {}\n").unwrap();
+    let u = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u, Update::Reset(vec![ep("127.0.0.1:8")]));
+}
+
+#[tokio::test]
+async fn from_env_with_a_bad_config_file_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(&path, "services:\n  news:\n    bogus_field: 1\n").unwrap();
+    let env = mesh_env(&[("MESH_CONFIG", path.display().to_string())]);
+    let err = Resolver::from_env(&env, DnsConfig::default()).unwrap_err();
+    let DiscoveryError::File {
+        source: crate::file::FileError::Invalid { source, .. },
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(source.has_path("services.news.bogus_field"), "{source}");
+}
