@@ -16,8 +16,6 @@ use futures_util::StreamExt;
 use mesh_core::config::DnsTarget;
 use mesh_discovery::{DnsConfig, DnsError, DnsSource, EndpointSet, Update, UpdateStream};
 
-const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-
 struct Dnsmasq {
     child: Option<Child>,
     port: u16,
@@ -26,11 +24,20 @@ struct Dnsmasq {
     _dir: tempfile::TempDir,
 }
 
+/// dnsmasq on `PATH`, or in `/usr/sbin` (where Debian puts it).
+fn dnsmasq_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("dnsmasq"))
+        .find(|p| p.is_file())
+}
+
 fn dnsmasq_available() -> bool {
-    if std::path::Path::new(DNSMASQ).exists() {
+    if dnsmasq_path().is_some() {
         return true;
     }
-    let msg = format!("SKIP: dnsmasq not found at {DNSMASQ} (apt-get install -y dnsmasq)");
+    let msg = "SKIP: dnsmasq not found on PATH or in /usr/sbin (apt-get install -y dnsmasq)";
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "{msg}; failing because CI=true"
@@ -68,7 +75,7 @@ impl Dnsmasq {
 
     /// Spawns on `port`; false if it exited (port taken).
     fn spawn_on(&mut self, port: u16) -> bool {
-        let mut cmd = Command::new(DNSMASQ);
+        let mut cmd = Command::new(dnsmasq_path().expect("dnsmasq"));
         cmd.args([
             "--keep-in-foreground",
             "--conf-file=/dev/null",
@@ -114,8 +121,9 @@ impl Dnsmasq {
     fn set_hosts(&self, hosts: &str) {
         std::fs::write(&self.hosts, hosts).unwrap();
         let pid = self.child.as_ref().unwrap().id();
-        let ok = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
+        // The shell's builtin `kill`: no dependency on procps.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -HUP {pid}")])
             .status()
             .unwrap()
             .success();

@@ -10,8 +10,9 @@
 //!   the file's modification time and size (for file systems where events
 //!   do not arrive: network mounts, some container volumes).
 //!
-//! Bursts of events are debounced ([`FileOptions::debounce`]), and a reload
-//! only parses when the content hash changed.
+//! Bursts of events are debounced ([`FileOptions::debounce`]); a file that
+//! changes while it is being read is read again; and a reload only parses when
+//! the content hash changed.
 //!
 //! **A bad edit keeps the last good config.** The full validation error is
 //! logged (`tracing::error!`, every cause) and kept in

@@ -84,17 +84,42 @@ pub(super) async fn run(mut w: Watch) {
         if event {
             tokio::time::sleep(w.options.debounce).await;
         }
-        last_stat = stat(&w.path);
-        reload(&mut w).await;
+        last_stat = reload(&mut w).await;
     }
 }
 
-async fn reload(w: &mut Watch) {
-    let path = w.path.clone();
-    let loader = w.loader.clone();
-    let Ok((fp, result)) = tokio::task::spawn_blocking(move || load(&path, &loader)).await else {
-        return;
+/// How many times a reload re-reads a file that changed while being read.
+const STABLE_READ_ATTEMPTS: usize = 3;
+
+/// Loads the file and publishes a good config; returns the file's stat as
+/// read. A file whose mtime or size changed while it was read (a slow writer,
+/// or a truncate-then-write caught in the middle) is read again after the
+/// debounce, so a half-written file is not mistaken for an edit.
+async fn reload(w: &mut Watch) -> Option<(SystemTime, u64)> {
+    let mut attempt = 0;
+    let (before, fp, result) = loop {
+        attempt += 1;
+        let path = w.path.clone();
+        let loader = w.loader.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let before = stat(&path);
+            let (fp, result) = load(&path, &loader);
+            (before, stat(&path), fp, result)
+        })
+        .await;
+        let Ok((before, after, fp, result)) = read else {
+            return stat(&w.path);
+        };
+        if before == after || attempt >= STABLE_READ_ATTEMPTS {
+            break (before, fp, result);
+        }
+        tokio::time::sleep(w.options.debounce).await;
     };
+    publish(w, fp, result);
+    before
+}
+
+fn publish(w: &mut Watch, fp: Option<u64>, result: Result<MeshConfig, FileError>) {
     if fp.is_some() && fp == w.last_fingerprint {
         return;
     }
