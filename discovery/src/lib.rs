@@ -9,7 +9,7 @@
 //! | source | module |
 //! | --- | --- |
 //! | fixed endpoints (config, `MESH_ENDPOINTS_<SVC>`, `static:///`) | [`static_source`] |
-//! | the `MESH_CONFIG` file, watched (a bad edit keeps the last good config) | [`file`] |
+//! | the `MESH_CONFIG` file, watched (a bad edit keeps the last good config) | [`file`](mod@file) |
 //! | DNS: A/AAAA (`host:port`) and SRV (`_service._proto.name`), TTL-driven | [`dns`] |
 //!
 //! Each source implements [`Discover`]; [`resolve::Resolver`] applies the
