@@ -37,6 +37,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod index;
 pub mod matcher;
 mod split;
 mod subset;
@@ -107,9 +108,16 @@ struct CompiledRoute {
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<CompiledRoute>,
+    /// Present when there are more than [`LINEAR_MAX`] routes.
+    index: Option<index::RouteIndex>,
     subsets: Subsets,
     implicit: bool,
 }
+
+/// Up to this many routes are tried one by one; more are indexed (by path
+/// prefix and exact header value, see `index.rs`), so matching cost grows
+/// with the request, not with the number of routes.
+pub const LINEAR_MAX: usize = 4;
 
 /// Where one request goes: the route that took it, the subset picked by the
 /// route's split, and the route's effective timeout and retry policy.
@@ -138,6 +146,7 @@ impl Router {
             };
             return Ok(Self {
                 routes: vec![route],
+                index: None,
                 subsets,
                 implicit: true,
             });
@@ -188,8 +197,14 @@ impl Router {
                 })
             })
             .collect::<Result<Vec<_>, RouteError>>()?;
+        let index = if routes.len() > LINEAR_MAX {
+            index::RouteIndex::new(&service.routes)
+        } else {
+            None
+        };
         Ok(Self {
             routes,
+            index,
             subsets,
             implicit: false,
         })
@@ -202,18 +217,27 @@ impl Router {
         R: RequestView + ?Sized,
         G: Rng + ?Sized,
     {
-        let (index, route) = self
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matcher.matches(req))
-            .ok_or(NoRouteMatch)?;
+        let index = match &self.index {
+            Some(idx) => idx.first_match(
+                req.path(),
+                |name| req.header(name),
+                |i| self.routes.get(i).is_some_and(|r| r.matcher.matches(req)),
+            ),
+            None => self.first_match_linear(req),
+        }
+        .ok_or(NoRouteMatch)?;
+        let route = self.routes.get(index).ok_or(NoRouteMatch)?;
         Ok(RouteDecision {
             index,
             route,
             subset: route.split.as_ref().map(|s| s.pick(rng)),
             subsets: &self.subsets,
         })
+    }
+
+    /// The first route taking `req`, trying every route in order.
+    fn first_match_linear<R: RequestView + ?Sized>(&self, req: &R) -> Option<usize> {
+        self.routes.iter().position(|r| r.matcher.matches(req))
     }
 
     /// The service's subsets; [`RouteDecision::subset`] indexes into them.

@@ -90,3 +90,41 @@ impl SplitTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    #[test]
+    fn empty_or_all_zero_is_none() {
+        assert!(SplitTable::new([]).is_none());
+        assert!(SplitTable::new([(0, 0), (1, 0)]).is_none());
+    }
+
+    #[test]
+    fn weights_round_trip_without_zeros() {
+        let t = SplitTable::new([(3, 5), (1, 0), (0, u32::MAX), (2, u32::MAX)]).unwrap();
+        assert_eq!(t.total(), 5 + 2 * u64::from(u32::MAX), "no overflow");
+        assert_eq!(
+            t.weights().collect::<Vec<_>>(),
+            [(3, 5), (0, u64::from(u32::MAX)), (2, u64::from(u32::MAX))]
+        );
+    }
+
+    #[test]
+    fn single_share_needs_no_randomness() {
+        let t = SplitTable::new([(4, 7)]).unwrap();
+        let mut rng = SmallRng::seed_from_u64(0);
+        assert!((0..100).all(|_| t.pick(&mut rng) == 4));
+    }
+
+    #[test]
+    fn picks_only_listed_subsets_in_proportion() {
+        let t = SplitTable::new([(0, 1), (1, 3)]).unwrap();
+        let mut rng = SmallRng::seed_from_u64(11);
+        let ones = (0..10_000).filter(|_| t.pick(&mut rng) == 1).count();
+        assert!(ones.abs_diff(7_500) <= 100, "{ones}");
+    }
+}

@@ -317,3 +317,97 @@ fn subsets_select_by_labels() {
     assert_eq!(ports(all[0].clone()), [1, 3]);
     assert_eq!(ports(all[1].clone()), [2]);
 }
+
+mod index_agrees_with_linear {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATHS: [&str; 8] = ["", "/", "/a", "/a/", "/a/b", "/ab", "/b/x", "/a/b/c"];
+    const REGEXES: [&str; 8] = [
+        "/a/[a-z]+",
+        "/a.*",
+        "/(a|b)/x",
+        "/a|/b/x",
+        "/ab?",
+        "/a/b/c",
+        ".*",
+        "/[ab]/.*|/ab",
+    ];
+    const VALUES: [&str; 3] = ["v1", "v2", "v"];
+
+    fn path_match() -> impl Strategy<Value = Option<PathMatch>> {
+        prop_oneof![
+            Just(None),
+            proptest::sample::select(&PATHS[..]).prop_map(|p| Some(PathMatch::Exact(p.into()))),
+            proptest::sample::select(&PATHS[..]).prop_map(|p| Some(PathMatch::Prefix(p.into()))),
+            proptest::sample::select(&REGEXES[..]).prop_map(|r| Some(PathMatch::Regex(r.into()))),
+        ]
+    }
+
+    fn header_match() -> impl Strategy<Value = HeaderMatch> {
+        let value = prop_oneof![
+            proptest::sample::select(&VALUES[..]).prop_map(|v| HeaderValueMatch::Exact(v.into())),
+            proptest::sample::select(&VALUES[..]).prop_map(|v| HeaderValueMatch::Prefix(v.into())),
+            any::<bool>().prop_map(HeaderValueMatch::Present),
+        ];
+        (proptest::sample::select(&["x-a", "x-b"][..]), value).prop_map(|(name, value)| {
+            HeaderMatch {
+                name: name.into(),
+                value,
+            }
+        })
+    }
+
+    fn route_config() -> impl Strategy<Value = RouteConfig> {
+        (
+            path_match(),
+            proptest::collection::vec(header_match(), 0..3),
+            proptest::option::of(proptest::sample::select(&["GET", "POST"][..])),
+        )
+            .prop_map(|(path, headers, method)| RouteConfig {
+                matches: RouteMatch {
+                    path,
+                    methods: method.map(|m| vec![m.to_string()]).unwrap_or_default(),
+                    headers,
+                },
+                ..Default::default()
+            })
+    }
+
+    fn request() -> impl Strategy<Value = SimpleRequest> {
+        (
+            proptest::sample::select(&PATHS[..]),
+            proptest::sample::select(&["", "x", "/"][..]),
+            proptest::sample::select(&["GET", "POST"][..]),
+            proptest::option::of(proptest::sample::select(&VALUES[..])),
+            proptest::option::of(proptest::sample::select(&VALUES[..])),
+        )
+            .prop_map(|(path, suffix, method, a, b)| {
+                let mut req = SimpleRequest::new(method, &format!("{path}{suffix}"));
+                if let Some(a) = a {
+                    req = req.with_header("x-a", a);
+                }
+                if let Some(b) = b {
+                    req = req.with_header("x-b", b);
+                }
+                req
+            })
+    }
+
+    proptest! {
+        /// The index finds exactly the route a plain first-match scan finds.
+        #[test]
+        fn same_route_as_linear_scan(
+            routes in proptest::collection::vec(route_config(), (LINEAR_MAX + 1)..40),
+            requests in proptest::collection::vec(request(), 1..40),
+        ) {
+            let router = Router::new(&service(routes)).unwrap();
+            prop_assert!(router.index.is_some());
+            let mut rng = rng();
+            for req in &requests {
+                let indexed = router.route(req, &mut rng).ok().map(|d| d.index());
+                prop_assert_eq!(indexed, router.first_match_linear(req), "{:?}", req);
+            }
+        }
+    }
+}
