@@ -7,156 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test harness helpers
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use mesh_core::config::DnsTarget;
 use mesh_discovery::{DnsConfig, DnsError, DnsSource, EndpointSet, Update, UpdateStream};
-
-struct Dnsmasq {
-    child: Option<Child>,
-    port: u16,
-    hosts: PathBuf,
-    extra: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-/// dnsmasq on `PATH`, or in `/usr/sbin` (where Debian puts it).
-fn dnsmasq_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("dnsmasq"))
-        .find(|p| p.is_file())
-}
-
-fn dnsmasq_available() -> bool {
-    if dnsmasq_path().is_some() {
-        return true;
-    }
-    let msg = "SKIP: dnsmasq not found on PATH or in /usr/sbin (apt-get install -y dnsmasq)";
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg}; failing because CI=true"
-    );
-    eprintln!("{msg}");
-    false
-}
-
-impl Dnsmasq {
-    /// Starts dnsmasq with `hosts` as the addn-hosts file content and `extra`
-    /// arguments (e.g. `--srv-host=...`), on a free port.
-    fn start(hosts: &str, extra: &[&str]) -> Dnsmasq {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hosts");
-        std::fs::write(&path, hosts).unwrap();
-        let mut d = Dnsmasq {
-            child: None,
-            port: 0,
-            hosts: path,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            _dir: dir,
-        };
-        for _ in 0..10 {
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if d.spawn_on(port) {
-                return d;
-            }
-        }
-        panic!("could not start dnsmasq on a free port");
-    }
-
-    /// Spawns on `port`; false if it exited (port taken).
-    fn spawn_on(&mut self, port: u16) -> bool {
-        let mut cmd = Command::new(dnsmasq_path().expect("dnsmasq"));
-        cmd.args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--pid-file=",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--local=/mesh.local/",
-            "--local-ttl=1",
-            "--log-facility=-",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--addn-hosts={}", self.hosts.display()))
-        .args(&self.extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                self.child = Some(child);
-                self.port = port;
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
-    }
-
-    fn addr(&self) -> SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    /// Rewrites the addn-hosts file and makes dnsmasq re-read it (SIGHUP).
-    fn set_hosts(&self, hosts: &str) {
-        std::fs::write(&self.hosts, hosts).unwrap();
-        let pid = self.child.as_ref().unwrap().id();
-        // The shell's builtin `kill`: no dependency on procps.
-        let ok = Command::new("sh")
-            .args(["-c", &format!("kill -HUP {pid}")])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "SIGHUP to dnsmasq failed");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts again on the same port (after `kill`).
-    fn restart(&mut self) {
-        let port = self.port;
-        let mut started = false;
-        for _ in 0..20 {
-            if self.spawn_on(port) {
-                started = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(started, "dnsmasq did not restart on port {port}");
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use mesh_tests::dnsmasq::{self, Dnsmasq};
 
 fn source(server: SocketAddr) -> DnsSource {
     DnsSource::new(DnsConfig {
@@ -208,7 +65,7 @@ async fn until_addresses(
 
 #[tokio::test]
 async fn a_and_aaaa_records_resolve_with_the_port() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let d = Dnsmasq::start(
@@ -233,7 +90,7 @@ async fn a_and_aaaa_records_resolve_with_the_port() {
 
 #[tokio::test]
 async fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let d = Dnsmasq::start(
@@ -279,7 +136,7 @@ async fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
 
 #[tokio::test]
 async fn a_change_is_picked_up_after_the_ttl() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let d = Dnsmasq::start("127.0.0.1 chg.mesh.local\n", &[]);
@@ -301,7 +158,7 @@ async fn a_change_is_picked_up_after_the_ttl() {
 
 #[tokio::test]
 async fn a_dead_resolver_keeps_the_last_good_set() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let mut d = Dnsmasq::start("127.0.0.1 keep.mesh.local\n", &[]);
@@ -325,7 +182,7 @@ async fn a_dead_resolver_keeps_the_last_good_set() {
     );
 
     // The watch is still alive: a resolver that comes back with new records is heard.
-    std::fs::write(&d.hosts, "127.0.0.5 keep.mesh.local\n").unwrap();
+    d.write_hosts("127.0.0.5 keep.mesh.local\n");
     d.restart();
     until_addresses(
         &mut s,
@@ -338,7 +195,7 @@ async fn a_dead_resolver_keeps_the_last_good_set() {
 
 #[tokio::test]
 async fn nxdomain_is_does_not_exist_first_and_fail_static_later() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let d = Dnsmasq::start("127.0.0.1 gone.mesh.local\n", &[]);
@@ -380,7 +237,7 @@ async fn nxdomain_is_does_not_exist_first_and_fail_static_later() {
 
 #[tokio::test]
 async fn a_bare_service_name_falls_back_to_dns_of_the_name_on_port_80() {
-    if !dnsmasq_available() {
+    if !dnsmasq::available() {
         return;
     }
     let d = Dnsmasq::start("127.0.0.7 api.mesh.local\n", &[]);
