@@ -1,0 +1,211 @@
+//! Weighted round robin: earliest deadline first (EDF), as Envoy does.
+//!
+//! Each candidate gets a virtual deadline; a pick takes the candidate with the
+//! earliest deadline and pushes it `1 / weight` later. Over any window an
+//! endpoint is picked in proportion to its weight, picks of different
+//! endpoints interleave smoothly (no bursts of the heaviest), and a pick is one
+//! sift-down of a binary heap: `O(log n)` compares on a contiguous array, flat
+//! in practice (14 levels at 10k endpoints).
+//!
+//! Starting deadlines are spread by a per-endpoint phase in `[0, 1)` derived
+//! from the endpoint's address hash, so the schedule is deterministic but
+//! different clients' schedules are not aligned on one endpoint.
+//!
+//! When every candidate has the same effective weight, the scheduler is not
+//! built and a plain [`Rotation`] is used instead.
+
+use rand::Rng;
+
+use super::View;
+use super::round_robin::Rotation;
+
+/// Deadlines past this are rebased to keep `f64` precision.
+const REBASE_AT: f64 = (1u64 << 40) as f64;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    deadline: f64,
+    step: f64,
+    index: usize,
+}
+
+impl Entry {
+    #[inline]
+    fn before(&self, other: &Entry) -> bool {
+        self.deadline < other.deadline
+            || (self.deadline == other.deadline && self.index < other.index)
+    }
+}
+
+/// An earliest-deadline-first scheduler over endpoint indices.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Edf {
+    heap: Vec<Entry>,
+}
+
+impl Edf {
+    /// A scheduler over `(endpoint index, weight > 0, phase in [0, 1))`.
+    pub(crate) fn new(items: impl Iterator<Item = (usize, f64, f64)>) -> Self {
+        let mut heap: Vec<Entry> = items
+            .filter(|(_, w, _)| *w > 0.0 && w.is_finite())
+            .map(|(index, weight, phase)| {
+                let step = 1.0 / weight;
+                Entry {
+                    deadline: phase * step,
+                    step,
+                    index,
+                }
+            })
+            .collect();
+        for at in (0..heap.len() / 2).rev() {
+            sift_down(&mut heap, at);
+        }
+        Self { heap }
+    }
+
+    /// The next endpoint index.
+    #[inline]
+    pub(crate) fn next(&mut self) -> Option<usize> {
+        let top = self.heap.first_mut()?;
+        let index = top.index;
+        top.deadline += top.step;
+        let rebase = top.deadline > REBASE_AT;
+        sift_down(&mut self.heap, 0);
+        if rebase {
+            self.rebase();
+        }
+        Some(index)
+    }
+
+    fn rebase(&mut self) {
+        let base = self.heap.first().map_or(0.0, |e| e.deadline);
+        for e in &mut self.heap {
+            e.deadline -= base;
+        }
+    }
+}
+
+#[inline]
+fn sift_down(heap: &mut [Entry], mut at: usize) {
+    let len = heap.len();
+    loop {
+        let left = 2 * at + 1;
+        if left >= len {
+            return;
+        }
+        let right = left + 1;
+        let child = if right < len && heap[right].before(&heap[left]) {
+            right
+        } else {
+            left
+        };
+        if heap[child].before(&heap[at]) {
+            heap.swap(child, at);
+            at = child;
+        } else {
+            return;
+        }
+    }
+}
+
+/// The schedule of round robin and weighted round robin: a rotation when all
+/// candidates weigh the same, EDF otherwise.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Schedule {
+    /// Round robin: only slow-start factors count, not configured weights.
+    ignore_weights: bool,
+    rotation: Rotation,
+    edf: Option<Edf>,
+}
+
+impl Schedule {
+    /// A schedule; `ignore_weights` for plain round robin.
+    pub(crate) fn new(ignore_weights: bool) -> Self {
+        Self {
+            ignore_weights,
+            ..Self::default()
+        }
+    }
+
+    /// Recompute from the candidates and effective weights of `view`.
+    pub(crate) fn rebuild(&mut self, view: &View) {
+        let weight_of = |i: usize| -> f64 {
+            let eff = view.eff.get(i).copied().unwrap_or(1.0);
+            if self.ignore_weights {
+                let base = view.endpoints.get(i).map_or(1.0, |e| f64::from(e.weight));
+                eff / base
+            } else {
+                eff
+            }
+        };
+        let first = view.cands.first().map(|&i| weight_of(i));
+        let uniform = view.cands.iter().all(|&i| Some(weight_of(i)) == first);
+        self.edf = if uniform {
+            None
+        } else {
+            Some(Edf::new(view.cands.iter().map(|&i| {
+                let phase = view.endpoints.get(i).map_or(0.0, |e| unit(e.addr_hash));
+                (i, weight_of(i), phase)
+            })))
+        };
+    }
+
+    /// The next endpoint index.
+    #[inline]
+    pub(crate) fn next(&mut self, view: &View, rng: &mut impl Rng) -> Option<usize> {
+        match &mut self.edf {
+            Some(edf) => edf.next(),
+            None => {
+                let at = self.rotation.next(view.cands.len(), rng)?;
+                view.cands.get(at).copied()
+            }
+        }
+    }
+}
+
+/// A hash as a fraction in `[0, 1)`.
+fn unit(hash: u64) -> f64 {
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edf_follows_weights_exactly() {
+        let mut edf = Edf::new([(0, 1.0, 0.3), (1, 2.0, 0.9), (2, 5.0, 0.5)].into_iter());
+        let mut counts = [0u32; 3];
+        for _ in 0..8000 {
+            counts[edf.next().unwrap()] += 1;
+        }
+        for (c, want) in counts.iter().zip([1000i64, 2000, 5000]) {
+            assert!((i64::from(*c) - want).abs() <= 2, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn edf_interleaves_smoothly() {
+        // Weights 3:1: never more than 3 picks of the heavy one in a row.
+        let mut edf = Edf::new([(0, 3.0, 0.1), (1, 1.0, 0.5)].into_iter());
+        let mut run = 0;
+        for _ in 0..400 {
+            if edf.next() == Some(0) {
+                run += 1;
+                assert!(run <= 3);
+            } else {
+                run = 0;
+            }
+        }
+    }
+
+    #[test]
+    fn edf_empty_and_rebase() {
+        assert_eq!(Edf::default().next(), None);
+        let mut edf = Edf::new([(4, 1e-12, 0.0), (5, 1e-12, 0.5)].into_iter());
+        for _ in 0..10 {
+            assert!(matches!(edf.next(), Some(4 | 5)));
+        }
+        assert!(edf.heap.iter().all(|e| e.deadline < REBASE_AT));
+    }
+}
