@@ -11,12 +11,17 @@
 //! **Points per endpoint.** An endpoint of the smallest weight gets 160
 //! points (Ketama's choice, about 8% spread between shares), heavier ones
 //! proportionally more, unless the total would leave
-//! `min_ring_size..=max_ring_size`, in which case all counts are scaled to
-//! the bound (every endpoint keeps at least one point). Because counts do not
-//! depend on the number of endpoints (unlike Envoy, where each host's count
-//! shrinks as hosts are added and so every addition moves extra keys),
-//! adding an endpoint whose weight is not below the current smallest leaves
-//! every other point where it was. Slow start does not apply here: changing
+//! `min_ring_size..=min(max_ring_size, max(min_ring_size, RING_BUDGET))`, in
+//! which case all counts are scaled to the bound (every endpoint keeps at
+//! least one point). Because counts do not depend on the number of endpoints
+//! (unlike Envoy, where each host's count shrinks as hosts are added and so
+//! every addition moves extra keys), adding an endpoint whose weight is not
+//! below the current smallest leaves every other point where it was. The
+//! budget of [`RING_BUDGET`] points (~1600 endpoints of equal weight) keeps
+//! the ring in cache and lookups flat; past it, counts shrink as the set
+//! grows, and an addition moves up to about twice its share (Envoy's
+//! behaviour at every size). Raise `min_ring_size` to trade memory for
+//! stability on very large sets. Slow start does not apply here: changing
 //! weights would move keys.
 //!
 //! **Lookup** is a binary search, made flat by a bucket index on the top bits
@@ -38,6 +43,10 @@ pub(crate) const POINTS_PER_MIN_WEIGHT: f64 = 160.0;
 /// Largest allowed `max_ring_size` (Envoy's limit).
 pub const MAX_RING_SIZE: u64 = 8_388_608;
 
+/// Largest ring built unless `min_ring_size` asks for more: 2^18 points
+/// (3 MiB), so lookups stay in cache.
+pub const RING_BUDGET: u64 = 1 << 18;
+
 /// Most points a pick walks past before falling back to a random candidate.
 const MAX_WALK: usize = 256;
 
@@ -58,6 +67,7 @@ impl Ring {
         let Some(min_weight) = endpoints.iter().map(|e| e.2).min() else {
             return Self::default();
         };
+        let max = max.min(min.max(RING_BUDGET));
         let mut per_unit = POINTS_PER_MIN_WEIGHT / f64::from(min_weight.max(1));
         let estimate = per_unit * total_weight;
         if estimate < min as f64 {

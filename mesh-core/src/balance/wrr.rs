@@ -12,7 +12,11 @@
 //! different clients' schedules are not aligned on one endpoint.
 //!
 //! When every candidate has the same effective weight, the scheduler is not
-//! built and a plain [`Rotation`] is used instead.
+//! built and a plain [`Rotation`] is used instead. When the weights are
+//! integers whose cycle (sum of weights divided by their gcd) is at most
+//! [`MAX_CYCLE`] picks, one whole cycle of the EDF order is precomputed at
+//! update time and a pick is a single array read; the heap is the fallback for
+//! huge weight sums and for fractional slow-start weights.
 
 use rand::Rng;
 
@@ -108,14 +112,32 @@ fn sift_down(heap: &mut [Entry], mut at: usize) {
     }
 }
 
+/// Longest precomputed cycle (entries of 4 bytes: 1 MiB).
+pub(crate) const MAX_CYCLE: u64 = 1 << 18;
+
+/// How a [`Schedule`] picks.
+#[derive(Debug, Clone, Default)]
+enum Plan {
+    /// All candidates weigh the same: rotate over the candidate list.
+    #[default]
+    Rotate,
+    /// Integer weights whose cycle (sum of weights / their gcd) is short: the
+    /// EDF order of one whole cycle, precomputed, rotated over. A pick is
+    /// one array read.
+    Cycle(Vec<u32>),
+    /// Otherwise (huge weight sums, fractional slow-start weights): live EDF.
+    Live(Edf),
+}
+
 /// The schedule of round robin and weighted round robin: a rotation when all
-/// candidates weigh the same, EDF otherwise.
+/// candidates weigh the same, EDF otherwise (precomputed over one cycle when
+/// the cycle is short, live on a heap when not).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Schedule {
     /// Round robin: only slow-start factors count, not configured weights.
     ignore_weights: bool,
     rotation: Rotation,
-    edf: Option<Edf>,
+    plan: Plan,
 }
 
 impl Schedule {
@@ -138,29 +160,81 @@ impl Schedule {
                 eff
             }
         };
+        let phase_of = |i: usize| view.endpoints.get(i).map_or(0.0, |e| unit(e.addr_hash));
         let first = view.cands.first().map(|&i| weight_of(i));
         let uniform = view.cands.iter().all(|&i| Some(weight_of(i)) == first);
-        self.edf = if uniform {
-            None
+        self.plan = if uniform {
+            Plan::Rotate
+        } else if let Some(cycle) = cycle(view, &weight_of, &phase_of) {
+            Plan::Cycle(cycle)
         } else {
-            Some(Edf::new(view.cands.iter().map(|&i| {
-                let phase = view.endpoints.get(i).map_or(0.0, |e| unit(e.addr_hash));
-                (i, weight_of(i), phase)
-            })))
+            Plan::Live(Edf::new(
+                view.cands.iter().map(|&i| (i, weight_of(i), phase_of(i))),
+            ))
         };
     }
 
     /// The next endpoint index.
     #[inline]
     pub(crate) fn next(&mut self, view: &View, rng: &mut impl Rng) -> Option<usize> {
-        match &mut self.edf {
-            Some(edf) => edf.next(),
-            None => {
+        match &mut self.plan {
+            Plan::Live(edf) => edf.next(),
+            Plan::Cycle(cycle) => {
+                let at = self.rotation.next(cycle.len(), rng)?;
+                cycle.get(at).map(|&i| i as usize)
+            }
+            Plan::Rotate => {
                 let at = self.rotation.next(view.cands.len(), rng)?;
                 view.cands.get(at).copied()
             }
         }
     }
+}
+
+/// One EDF cycle, if the weights are integers with a short cycle: every
+/// candidate `i` appears `w_i / g` times (`g` the weights' gcd), ordered by
+/// the deadlines `(phase_i + k) / (w_i / g)`, exactly as the live scheduler
+/// would pick them.
+fn cycle(
+    view: &View,
+    weight_of: &impl Fn(usize) -> f64,
+    phase_of: &impl Fn(usize) -> f64,
+) -> Option<Vec<u32>> {
+    let mut g = 0u64;
+    let mut weights = Vec::with_capacity(view.cands.len());
+    for &i in &view.cands {
+        let w = weight_of(i);
+        if w.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&w) {
+            return None;
+        }
+        let w = w as u64;
+        g = gcd(g, w);
+        weights.push((u32::try_from(i).ok()?, w));
+    }
+    let g = g.max(1);
+    let len: u64 = weights.iter().map(|&(_, w)| w / g).sum();
+    if len > MAX_CYCLE {
+        return None;
+    }
+    let mut slots: Vec<(f64, u32)> = Vec::with_capacity(len as usize);
+    for &(i, w) in &weights {
+        let w = (w / g) as f64;
+        let phase = phase_of(i as usize);
+        let mut k = 0.0;
+        while k < w {
+            slots.push(((phase + k) / w, i));
+            k += 1.0;
+        }
+    }
+    slots.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    Some(slots.into_iter().map(|(_, i)| i).collect())
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// A hash as a fraction in `[0, 1)`.
@@ -197,6 +271,25 @@ mod tests {
                 run = 0;
             }
         }
+    }
+
+    #[test]
+    fn cycle_matches_weights_and_gcd() {
+        assert_eq!(gcd(12, 18), 6);
+        assert_eq!(gcd(0, 5), 5);
+        let endpoints: Vec<super::super::EndpointState> = Vec::new();
+        let view = View {
+            endpoints,
+            cands: vec![0, 1, 2],
+            ..View::default()
+        };
+        let w = |i: usize| [2.0, 4.0, 6.0][i];
+        let c = cycle(&view, &w, &|_| 0.25).unwrap();
+        assert_eq!(c.len(), 6, "gcd 2 divides the cycle: {c:?}");
+        let count = |x: u32| c.iter().filter(|&&i| i == x).count();
+        assert_eq!((count(0), count(1), count(2)), (1, 2, 3));
+        assert!(cycle(&view, &|i| [1.5, 1.0, 1.0][i], &|_| 0.0).is_none());
+        assert!(cycle(&view, &|i| [1e6, 1.0, 3.0][i], &|_| 0.0).is_none());
     }
 
     #[test]
