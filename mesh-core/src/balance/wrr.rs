@@ -12,9 +12,9 @@
 //! different clients' schedules are not aligned on one endpoint.
 //!
 //! When every candidate has the same effective weight, the scheduler is not
-//! built and a plain [`Rotation`] is used instead. When the weights are
+//! built and a plain rotation is used instead. When the weights are
 //! integers whose cycle (sum of weights divided by their gcd) is at most
-//! [`MAX_CYCLE`] picks, one whole cycle of the EDF order is precomputed at
+//! `MAX_CYCLE` (2^18) picks, one whole cycle of the EDF order is precomputed at
 //! update time and a pick is a single array read; the heap is the fallback for
 //! huge weight sums and for fractional slow-start weights.
 
