@@ -17,7 +17,7 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
     (0..n)
         .map(|i| {
             let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 8080));
-            // Mixed weights so the weighted paths (EDF, alias, weighted P2C) run.
+            // Mixed weights so the weighted paths (EDF cycle, alias, weighted P2C) run.
             Endpoint::new(addr).with_weight(1 + (i % 4) as u32)
         })
         .collect()
@@ -71,7 +71,7 @@ fn pick(c: &mut Criterion) {
         }
     }
     // Weighted round robin with huge weights: the cycle is too long to
-    // precompute, so this is the live EDF heap.
+    // precompute, so this is the live static stride scheduler.
     for n in [10usize, 1_000, 10_000] {
         let config = LoadBalancerConfig {
             algorithm: Algorithm::WeightedRoundRobin,
@@ -87,7 +87,7 @@ fn pick(c: &mut Criterion) {
             .collect();
         lb.update(&eps, now);
         let mut rng = SmallRng::seed_from_u64(42);
-        group.bench_with_input(BenchmarkId::new("wrr_live_heap", n), &n, |b, _| {
+        group.bench_with_input(BenchmarkId::new("wrr_live", n), &n, |b, _| {
             b.iter(|| black_box(lb.pick(&PickContext::default(), now, &mut rng)))
         });
     }

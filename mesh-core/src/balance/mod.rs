@@ -6,7 +6,7 @@
 //! | algorithm | module | pick | weights |
 //! | --- | --- | --- | --- |
 //! | `round_robin` | [`round_robin`] | rotation over a precomputed list | ignored (slow start only) |
-//! | `weighted_round_robin` | [`wrr`] | earliest deadline first (Envoy, gRPC A58's EDF) | yes |
+//! | `weighted_round_robin` | [`wrr`] | precomputed EDF cycle (Envoy's order), else gRPC A58's static stride scheduler | yes |
 //! | `random` | [`random`] | Vose alias table | yes |
 //! | `least_request` | [`p2c`] | power of `choice_count` choices on in-flight requests | Envoy's `weight / (active + 1) ^ bias` |
 //! | `peak_ewma` | [`ewma`] | P2C on peak-EWMA latency x (in-flight + 1) | cost / weight |
