@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cmd;
+use mesh_control_plane::cmd;
 
 /// The proxyless mesh's operator CLI.
 #[derive(Debug, Parser)]

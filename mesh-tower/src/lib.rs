@@ -1,8 +1,13 @@
 //! # mesh-tower: the mesh's HTTP client and server stacks
 //!
-//! Not built yet (issue "mesh-tower: the HTTP client and server stacks").
-//! It will hold the tower layers of the request path (metrics and trace,
-//! overall timeout, router and traffic split, retry, per-try timeout,
-//! discovery-driven balancer with fail-fast concurrency limits, per-endpoint
-//! outcome recording) over pooled hyper connections, the server layer, and
-//! the entry point `Mesh`.
+//! Being built (issue "mesh-tower: the HTTP client and server stacks"). The
+//! seams between the layers are in place: request/response extensions
+//! ([`ext`]), typed errors ([`error`]), the one outcome classifier
+//! ([`classify`]) and the request body type ([`body`]).
+
+pub mod body;
+pub mod classify;
+pub mod error;
+pub mod ext;
+
+pub use error::BoxError;

@@ -8,8 +8,8 @@
 //!
 //! Plain round robin ignores weights. While an endpoint warms up (slow
 //! start) its share must still ramp, so the schedule then switches to the
-//! earliest-deadline-first scheduler of [`super::wrr`] with weights `1 x
-//! factor` (this is also how Envoy's round robin implements slow start).
+//! weighted scheduler of [`super::wrr`] (the static stride scheduler of gRFC
+//! A58) with weights `1 x factor`, as Envoy's round robin does for slow start.
 
 use rand::Rng;
 

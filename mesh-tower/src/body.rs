@@ -1,0 +1,127 @@
+//! [`MeshBody`]: the request body inside the client stack.
+//!
+//! Whatever body type the caller uses is turned into a `MeshBody` at the
+//! edge. A body the retry layer buffered (small, within the limit) is
+//! `Full` and can be replayed for another attempt with [`MeshBody::try_clone`];
+//! anything else streams through once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::error::BoxError;
+
+/// A request body: buffered (replayable) or streaming (once).
+#[derive(Debug)]
+pub struct MeshBody {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Full(Option<Bytes>),
+    Streaming(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl MeshBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// A buffered body.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Self {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
+    /// A streaming body (sent once, never replayed).
+    pub fn streaming<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Streaming(body.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    /// A copy for another attempt, if this body is buffered.
+    pub fn try_clone(&self) -> Option<MeshBody> {
+        match &self.kind {
+            Kind::Full(data) => Some(Self {
+                kind: Kind::Full(data.clone()),
+            }),
+            Kind::Streaming(_) => None,
+        }
+    }
+
+    /// Whether this body is buffered (replayable).
+    pub fn is_buffered(&self) -> bool {
+        matches!(self.kind, Kind::Full(_))
+    }
+}
+
+impl Default for MeshBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl Body for MeshBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Streaming(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Streaming(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Streaming(body) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn full_bodies_replay_streaming_ones_do_not() {
+        let body = MeshBody::full("hello");
+        let copy = body.try_clone().unwrap();
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert_eq!(copy.size_hint().exact(), Some(5));
+        assert_eq!(copy.collect().await.unwrap().to_bytes(), "hello");
+
+        let streaming = MeshBody::streaming(Full::new(Bytes::from_static(b"x")));
+        assert!(streaming.try_clone().is_none());
+        assert!(!streaming.is_buffered());
+        assert_eq!(streaming.collect().await.unwrap().to_bytes(), "x");
+        assert!(MeshBody::empty().is_end_stream());
+    }
+}
