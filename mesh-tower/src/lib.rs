@@ -6,8 +6,11 @@
 //! ([`classify`]) and the request body type ([`body`]).
 
 pub mod body;
+pub mod circuit;
 pub mod classify;
 pub mod error;
 pub mod ext;
+pub mod retry;
+pub mod timeout;
 
 pub use error::BoxError;

@@ -1,0 +1,138 @@
+//! What the retry future keeps between attempts, and the decision after each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mesh_core::retry::{
+    Attempt, Decision, Pushback, RetryPolicy, parse_grpc_pushback, parse_retry_after,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::layer::Shared;
+use crate::body::MeshBody;
+use crate::classify::{error_outcome, response_outcome};
+use crate::error::{BoxError, EndpointError};
+use crate::ext::{Deadline, RoutePolicy, ServedBy, TriedEndpoints};
+
+/// The state of a request that may be retried: a ready-or-not clone of the
+/// inner service, the request's head and its buffered body.
+pub(super) struct Retrying<S> {
+    pub(super) service: S,
+    pub(super) shared: Arc<Shared>,
+    /// The route's policy (`None`: the layer's default).
+    pub(super) route: Option<Arc<RoutePolicy>>,
+    pub(super) parts: http::request::Parts,
+    /// Buffered (`MeshBody::full`), so every attempt replays it.
+    pub(super) body: MeshBody,
+    /// Attempts sent so far.
+    pub(super) attempts: u32,
+}
+
+impl<S> Retrying<S> {
+    fn policy(&self) -> Option<&RetryPolicy> {
+        match &self.route {
+            Some(route) => route.retry.as_ref(),
+            None => self.shared.default_policy.as_ref(),
+        }
+    }
+
+    /// The next attempt's request: the original head (with
+    /// [`TriedEndpoints`] once there were failed attempts) and a replay of
+    /// the body.
+    pub(super) fn request(&self) -> http::Request<MeshBody> {
+        let mut req = http::Request::new(self.body.try_clone().unwrap_or_default());
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = self.parts.uri.clone();
+        *req.version_mut() = self.parts.version;
+        *req.headers_mut() = self.parts.headers.clone();
+        *req.extensions_mut() = self.parts.extensions.clone();
+        req
+    }
+
+    /// Decides after an attempt: `Some(delay)` to retry (the policy agreed,
+    /// the deadline allows it and the budget paid for it; the attempt's
+    /// endpoint is now in [`TriedEndpoints`]), `None` to return `result`.
+    pub(super) fn decide<B>(
+        &mut self,
+        result: &Result<http::Response<B>, BoxError>,
+    ) -> Option<Duration> {
+        let policy = self.policy()?;
+        let method = self.parts.method.as_str();
+        let (outcome, endpoint) = match result {
+            Ok(resp) => (
+                response_outcome(resp),
+                resp.extensions().get::<ServedBy>().map(|s| s.0),
+            ),
+            // A failure that says nothing about an endpoint (no endpoints,
+            // circuit open, no route) is not retried.
+            Err(err) => (error_outcome(&**err)?, endpoint_of(&**err)),
+        };
+        // The cheap check first: successes and non-retryable outcomes stop
+        // here, before any header is parsed or any seed drawn.
+        if let Decision::Stop(_) = policy.should_retry(outcome, self.attempts, method) {
+            return None;
+        }
+        let pushback = match result {
+            Ok(resp) => pushback(resp.headers()),
+            Err(_) => Pushback::None,
+        };
+        if matches!(pushback, Pushback::RetryAfter(d) if d > self.shared.max_pushback) {
+            return None;
+        }
+        let attempt = Attempt {
+            outcome,
+            number: self.attempts,
+            method,
+            pushback,
+            remaining: self.parts.extensions.get::<Deadline>().map(Deadline::remaining),
+        };
+        let mut rng = SmallRng::seed_from_u64(self.shared.next_seed());
+        let Decision::RetryAfter(delay) = policy.decide(&attempt, &mut rng) else {
+            return None;
+        };
+        let budget = self.shared.budget.as_ref()?;
+        if !budget.try_withdraw(tokio::time::Instant::now().into_std()) {
+            return None;
+        }
+        if let Some(endpoint) = endpoint {
+            match self.parts.extensions.get_mut::<TriedEndpoints>() {
+                Some(tried) => tried.0.push(endpoint),
+                None => {
+                    self.parts
+                        .extensions
+                        .insert(TriedEndpoints(vec![endpoint]));
+                }
+            }
+        }
+        Some(delay)
+    }
+}
+
+/// What the server said about retrying: `grpc-retry-pushback-ms` (gRPC),
+/// else `Retry-After` (HTTP), else nothing.
+pub(super) fn pushback(headers: &http::HeaderMap) -> Pushback {
+    if let Some(v) = headers.get("grpc-retry-pushback-ms") {
+        return v
+            .to_str()
+            .map_or(Pushback::DoNotRetry, parse_grpc_pushback);
+    }
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .map_or(Pushback::None, Pushback::RetryAfter)
+}
+
+/// The endpoint an error names, anywhere in its cause chain.
+fn endpoint_of(err: &(dyn std::error::Error + 'static)) -> Option<SocketAddr> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(e) = e.downcast_ref::<EndpointError>() {
+            return Some(e.endpoint);
+        }
+        cur = e.source();
+    }
+    None
+}
