@@ -86,7 +86,11 @@ impl<S> Retrying<S> {
             number: self.attempts,
             method,
             pushback,
-            remaining: self.parts.extensions.get::<Deadline>().map(Deadline::remaining),
+            remaining: self
+                .parts
+                .extensions
+                .get::<Deadline>()
+                .map(Deadline::remaining),
         };
         let mut rng = SmallRng::seed_from_u64(self.shared.next_seed());
         let Decision::RetryAfter(delay) = policy.decide(&attempt, &mut rng) else {
@@ -100,9 +104,7 @@ impl<S> Retrying<S> {
             match self.parts.extensions.get_mut::<TriedEndpoints>() {
                 Some(tried) => tried.0.push(endpoint),
                 None => {
-                    self.parts
-                        .extensions
-                        .insert(TriedEndpoints(vec![endpoint]));
+                    self.parts.extensions.insert(TriedEndpoints(vec![endpoint]));
                 }
             }
         }
@@ -114,9 +116,7 @@ impl<S> Retrying<S> {
 /// else `Retry-After` (HTTP), else nothing.
 pub(super) fn pushback(headers: &http::HeaderMap) -> Pushback {
     if let Some(v) = headers.get("grpc-retry-pushback-ms") {
-        return v
-            .to_str()
-            .map_or(Pushback::DoNotRetry, parse_grpc_pushback);
+        return v.to_str().map_or(Pushback::DoNotRetry, parse_grpc_pushback);
     }
     headers
         .get(http::header::RETRY_AFTER)

@@ -210,7 +210,10 @@ where
         // clone left behind serves the next request.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let route = req.extensions().get::<RouteInfo>().map(|r| Arc::clone(&r.0));
+        let route = req
+            .extensions()
+            .get::<RouteInfo>()
+            .map(|r| Arc::clone(&r.0));
         let (parts, body) = req.into_parts();
         let mut retry = Retrying {
             service,

@@ -69,7 +69,9 @@ where
         match this.inner.poll(cx) {
             // An inner failure after the call's deadline is the deadline's
             // doing (e.g. a per-try timer clamped to it): report the call's.
-            Poll::Ready(Err(_)) if *this.kind == TimeoutKind::Call && Instant::now() >= *this.at => {
+            Poll::Ready(Err(_))
+                if *this.kind == TimeoutKind::Call && Instant::now() >= *this.at =>
+            {
                 return Poll::Ready(Err(elapsed()));
             }
             Poll::Ready(result) => return Poll::Ready(result),
