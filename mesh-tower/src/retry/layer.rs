@@ -54,7 +54,9 @@ impl RetryLayer {
     /// [`budget`](Self::budget) gives it a shared one. Bodies up to
     /// [`DEFAULT_MAX_BUFFER`] are buffered for replay.
     pub fn new(default_policy: Option<RetryPolicy>) -> Self {
-        let budget = RetryBudget::new(&BudgetConfig::default())
+        // tokio's clock (the layer reads it too), so paused-time tests agree.
+        let epoch = tokio::time::Instant::now().into_std();
+        let budget = RetryBudget::with_epoch(&BudgetConfig::default(), epoch)
             .ok()
             .map(Arc::new);
         Self {
