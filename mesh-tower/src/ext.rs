@@ -10,6 +10,7 @@
 //! | [`TriedEndpoints`] | request | retry (from the second attempt on) | balancer |
 //! | [`ServedBy`] | response | balancer | retry, metrics, the application |
 //! | [`Attempts`] | response | retry | metrics, the application |
+//! | [`PeerIdentity`] | request (server) | mTLS accept | authorization, server metrics, the application |
 //!
 //! A layer that finds no extension it reads falls back to its own config
 //! (e.g. a `RetryLayer` used alone retries by the policy it was built with).
@@ -68,3 +69,15 @@ pub struct ServedBy(pub SocketAddr);
 /// How many attempts a response took (1 = no retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempts(pub u32);
+
+/// Who is calling, on the server side: the seam between the transport and
+/// the layers above it.
+///
+/// The mTLS acceptor inserts it into each request's extensions, with the
+/// SPIFFE ID of the verified client certificate (`None`: plaintext or
+/// permissive mode without a client certificate). The authorization layer
+/// decides on it, [`crate::server::ServerLayer`] labels its metrics with it
+/// (`mesh.source`), and handlers may read it. Absent: no identity layer is
+/// installed (treated like `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerIdentity(pub Option<mesh_core::identity::SpiffeId>);

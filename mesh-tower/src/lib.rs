@@ -10,7 +10,10 @@ pub mod circuit;
 pub mod classify;
 pub mod error;
 pub mod ext;
+pub mod metrics;
 pub mod retry;
+pub mod server;
 pub mod timeout;
+pub mod trace;
 
 pub use error::BoxError;

@@ -1,0 +1,145 @@
+//! The response future of [`super::MetricsLayer`]: records when the inner
+//! call completes; leaves the in-flight gauge when dropped.
+
+use std::error::Error;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use opentelemetry::Value;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::{Attrs, ENDPOINT, ERROR_TYPE, METHOD, Metrics, ROUTE, STATUS_CODE, ServiceLabels, kv};
+use crate::error::{BoxError, EndpointError, kind};
+use crate::ext::{RouteInfo, ServedBy};
+
+pin_project! {
+    /// Response future of [`super::ClientMetrics`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        recorder: Recorder,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, recorder: Recorder) -> Self {
+        ResponseFuture { inner, recorder }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("service", self.recorder.labels.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call being measured: in flight from `start` until dropped.
+pub(super) struct Recorder {
+    metrics: Metrics,
+    labels: ServiceLabels,
+    route: Option<Arc<str>>,
+    method: Value,
+    start: Instant,
+    done: bool,
+}
+
+impl Recorder {
+    pub(super) fn start(
+        metrics: Metrics,
+        labels: ServiceLabels,
+        route: Option<Arc<str>>,
+        method: Value,
+    ) -> Recorder {
+        metrics
+            .instruments()
+            .client_active
+            .add(1, labels.service_only());
+        Recorder {
+            metrics,
+            labels,
+            route,
+            method,
+            start: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn record<B>(&mut self, result: &Result<http::Response<B>, BoxError>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let (route, endpoint) = match result {
+            Ok(resp) => (
+                self.route.clone().or_else(|| {
+                    resp.extensions()
+                        .get::<RouteInfo>()
+                        .map(|r| r.0.route.clone())
+                }),
+                resp.extensions().get::<ServedBy>().map(|s| s.0),
+            ),
+            Err(e) => (self.route.clone(), endpoint_of(&**e)),
+        };
+        let mut attrs = Attrs::new();
+        attrs.push(self.labels.service_kv());
+        attrs.push(match route {
+            Some(r) => kv(ROUTE, r),
+            None => kv(ROUTE, ""),
+        });
+        attrs.push(match endpoint {
+            Some(ep) => self.labels.endpoint_kv(ep),
+            None => kv(ENDPOINT, ""),
+        });
+        attrs.push(kv(METHOD, self.method.clone()));
+        attrs.push(match result {
+            Ok(resp) => kv(STATUS_CODE, i64::from(resp.status().as_u16())),
+            Err(e) => kv(ERROR_TYPE, kind(&**e).as_str()),
+        });
+        self.metrics
+            .instruments()
+            .client_duration
+            .record(elapsed, attrs.as_slice());
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.metrics
+            .instruments()
+            .client_active
+            .add(-1, self.labels.service_only());
+    }
+}
+
+/// The endpoint named by an [`EndpointError`] in the cause chain.
+pub(crate) fn endpoint_of(err: &(dyn Error + 'static)) -> Option<SocketAddr> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(ep) = e.downcast_ref::<EndpointError>() {
+            return Some(ep.endpoint);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<B>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        this.recorder.record(&result);
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,189 @@
+//! Attribute values built once and reused: per service, per endpoint, per
+//! method. Recording a call clones `Arc`s, it never formats a string.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use opentelemetry::{KeyValue, Value};
+
+use super::{ENDPOINT, SERVICE, STATE, kv};
+
+/// The attribute values of one service, built once
+/// ([`super::Metrics::service`]) and shared by its layers. Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceLabels {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    service_only: [KeyValue; 1],
+    ready: [KeyValue; 2],
+    ejected: [KeyValue; 2],
+    endpoints: LabelCache<SocketAddr>,
+}
+
+/// How many endpoint (or route, or identity) values a cache keeps; past
+/// that, values are built per use (correct, just not free).
+const CACHE_CAP: usize = 4096;
+
+// === impl ServiceLabels ===
+
+impl ServiceLabels {
+    pub(crate) fn new(name: Arc<str>) -> ServiceLabels {
+        let service = kv(SERVICE, name.clone());
+        ServiceLabels {
+            inner: Arc::new(Inner {
+                name,
+                service_only: [service.clone()],
+                ready: [service.clone(), kv(STATE, "ready")],
+                ejected: [service, kv(STATE, "ejected")],
+                endpoints: LabelCache::new(),
+            }),
+        }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    pub(crate) fn service_kv(&self) -> KeyValue {
+        let [s] = &self.inner.service_only;
+        s.clone()
+    }
+
+    pub(crate) fn service_only(&self) -> &[KeyValue] {
+        &self.inner.service_only
+    }
+
+    pub(crate) fn state_attrs(&self) -> (&[KeyValue], &[KeyValue]) {
+        (&self.inner.ready, &self.inner.ejected)
+    }
+
+    /// The `ip:port` value of `endpoint`, formatted once per endpoint.
+    pub(crate) fn endpoint_value(&self, endpoint: SocketAddr) -> Value {
+        let cache = &self.inner.endpoints;
+        if let Some(v) = cache.get(&endpoint) {
+            return v;
+        }
+        let v = Value::from(Arc::<str>::from(endpoint.to_string()));
+        cache.insert(endpoint, v.clone());
+        v
+    }
+
+    pub(crate) fn endpoint_kv(&self, endpoint: SocketAddr) -> KeyValue {
+        kv(ENDPOINT, self.endpoint_value(endpoint))
+    }
+}
+
+impl fmt::Debug for ServiceLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceLabels")
+            .field("name", &self.inner.name)
+            .field("endpoints_cached", &self.inner.endpoints.len())
+            .finish()
+    }
+}
+
+// === impl LabelCache ===
+
+/// A copy-on-write map from a key to its attribute value: reads take no
+/// lock (an `ArcSwap` load), inserts copy the map. Suited to small sets
+/// that change rarely: endpoints, route templates, peer identities.
+pub(crate) struct LabelCache<K> {
+    map: ArcSwap<HashMap<K, Value>>,
+}
+
+impl<K: Hash + Eq + Clone> LabelCache<K> {
+    pub(crate) fn new() -> Self {
+        LabelCache {
+            map: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Value>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.load().get(key).cloned()
+    }
+
+    /// Adds `key` unless the cache is full.
+    pub(crate) fn insert(&self, key: K, value: Value) {
+        self.map.rcu(|cur| {
+            if cur.len() >= CACHE_CAP || cur.contains_key(&key) {
+                return Arc::clone(cur);
+            }
+            let mut next = HashMap::clone(cur);
+            next.insert(key.clone(), value.clone());
+            Arc::new(next)
+        });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.load().len()
+    }
+}
+
+impl<K> fmt::Debug for LabelCache<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabelCache")
+            .field("len", &self.map.load().len())
+            .finish()
+    }
+}
+
+/// The method's attribute value, static for the standard methods and
+/// `_OTHER` for the rest (the semantic conventions' rule, which also bounds
+/// cardinality).
+pub(crate) fn method_value(method: &http::Method) -> Value {
+    use http::Method as M;
+    let s: &'static str = match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::PATCH => "PATCH",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "_OTHER",
+    };
+    Value::from(s)
+}
+
+/// Up to six attributes on the stack, passed to an instrument as a slice.
+pub(crate) struct Attrs {
+    buf: [KeyValue; 6],
+    len: usize,
+}
+
+impl Attrs {
+    pub(crate) fn new() -> Attrs {
+        // Placeholders: static key and value, no allocation.
+        let p = || KeyValue::new("", "");
+        Attrs {
+            buf: [p(), p(), p(), p(), p(), p()],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, kv: KeyValue) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = kv;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[KeyValue] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}

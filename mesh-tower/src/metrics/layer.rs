@@ -1,0 +1,145 @@
+//! [`MetricsLayer`]: the client's golden signals (and trace injection), the
+//! outermost layer of the mesh client.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+
+use super::future::{Recorder, ResponseFuture};
+use super::{Metrics, ServiceLabels, method_value};
+use crate::error::BoxError;
+use crate::ext::RouteInfo;
+use crate::trace::{self, IdGenerator, RandomIds, TraceFlags};
+
+/// Records `http.client.request.duration` and `http.client.active_requests`
+/// for every call to one service, and injects W3C `traceparent`.
+///
+/// Labels: the service (from [`ServiceLabels`]), the route
+/// ([`RouteInfo`] on the request, or on the response when a router inside
+/// copies it there), the endpoint ([`crate::ext::ServedBy`] on the
+/// response, or [`crate::error::EndpointError`] in the error's cause
+/// chain), the method, and the status code, or `error.type` (the
+/// [`crate::error::kind`] of the error) when the call failed without a
+/// response. The duration ends when the response head arrives (body
+/// streaming is not included). A call whose future is dropped before it
+/// completes is not recorded as a duration, but leaves the in-flight gauge.
+///
+/// ```
+/// use mesh_tower::metrics::{Metrics, MetricsLayer};
+/// use tower::ServiceBuilder;
+///
+/// let metrics = Metrics::global();
+/// let svc = ServiceBuilder::new()
+///     .layer(MetricsLayer::client(metrics.clone(), metrics.service("news-service")))
+///     .service(tower::service_fn(|_req: http::Request<()>| async {
+///         Ok::<_, mesh_tower::BoxError>(http::Response::new(()))
+///     }));
+/// # let _ = svc;
+/// ```
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Metrics,
+    labels: ServiceLabels,
+    ids: Option<Arc<dyn IdGenerator>>,
+    flags: TraceFlags,
+}
+
+impl MetricsLayer {
+    /// The client layer for calls to the service of `labels`. Trace
+    /// injection is on, with random ids; new traces are marked sampled.
+    pub fn client(metrics: Metrics, labels: ServiceLabels) -> MetricsLayer {
+        MetricsLayer {
+            metrics,
+            labels,
+            ids: Some(Arc::new(RandomIds)),
+            flags: TraceFlags::SAMPLED,
+        }
+    }
+
+    /// Uses `ids` for new trace and span ids (e.g. [`trace::SeededIds`] in
+    /// tests).
+    pub fn with_ids(mut self, ids: Arc<dyn IdGenerator>) -> MetricsLayer {
+        self.ids = Some(ids);
+        self
+    }
+
+    /// The flags of traces this layer starts (default: sampled).
+    pub fn new_trace_flags(mut self, flags: TraceFlags) -> MetricsLayer {
+        self.flags = flags;
+        self
+    }
+
+    /// Turns `traceparent` injection off (metrics only).
+    pub fn without_trace(mut self) -> MetricsLayer {
+        self.ids = None;
+        self
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = ClientMetrics<S>;
+
+    fn layer(&self, inner: S) -> ClientMetrics<S> {
+        ClientMetrics {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct ClientMetrics<S> {
+    inner: S,
+    layer: MetricsLayer,
+}
+
+impl<S> ClientMetrics<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for ClientMetrics<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = http::Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let l = &self.layer;
+        if let Some(ids) = &l.ids {
+            trace::inject(&mut req, ids.as_ref(), l.flags);
+        }
+        let route = req
+            .extensions()
+            .get::<RouteInfo>()
+            .map(|r| r.0.route.clone());
+        let recorder = Recorder::start(
+            l.metrics.clone(),
+            l.labels.clone(),
+            route,
+            method_value(req.method()),
+        );
+        ResponseFuture::new(self.inner.call(req), recorder)
+    }
+}
