@@ -18,3 +18,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 echo "install-peers: dnsmasq $(/usr/sbin/dnsmasq --version | head -1 | awk '{print $3}')"
+
+# --- Prometheus (scrapes our /metrics; mesh-tests/src/prometheus.rs) ---
+if command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; then
+  echo "install-peers: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+elif [ "$(id -u)" -ne 0 ]; then
+  echo "install-peers: need root to apt-get install prometheus; Prometheus tests will skip" >&2
+else
+  echo "install-peers: apt-get install prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Debian's package enables a system service; tests run their own.
+  echo "install-peers: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+fi

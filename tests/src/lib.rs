@@ -8,3 +8,4 @@
 //! not installed, and fails when `CI=true`.
 
 pub mod dnsmasq;
+pub mod prometheus;

@@ -12,7 +12,8 @@ use opentelemetry::Value;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::{Attrs, ENDPOINT, ERROR_TYPE, METHOD, Metrics, ROUTE, STATUS_CODE, ServiceLabels, kv};
+use super::layer::Shared;
+use super::{ENDPOINT, ERROR_TYPE, METHOD, ROUTE, STATUS_CODE, kv};
 use crate::error::{BoxError, EndpointError, kind};
 use crate::ext::{RouteInfo, ServedBy};
 
@@ -34,15 +35,14 @@ impl<F> ResponseFuture<F> {
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("service", self.recorder.labels.name())
+            .field("service", self.recorder.shared.labels.name())
             .finish_non_exhaustive()
     }
 }
 
 /// One call being measured: in flight from `start` until dropped.
 pub(super) struct Recorder {
-    metrics: Metrics,
-    labels: ServiceLabels,
+    shared: Arc<Shared>,
     route: Option<Arc<str>>,
     method: Value,
     start: Instant,
@@ -50,19 +50,14 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub(super) fn start(
-        metrics: Metrics,
-        labels: ServiceLabels,
-        route: Option<Arc<str>>,
-        method: Value,
-    ) -> Recorder {
-        metrics
+    pub(super) fn start(shared: Arc<Shared>, route: Option<Arc<str>>, method: Value) -> Recorder {
+        shared
+            .metrics
             .instruments()
             .client_active
-            .add(1, labels.service_only());
+            .add(1, shared.labels.service_only());
         Recorder {
-            metrics,
-            labels,
+            shared,
             route,
             method,
             start: Instant::now(),
@@ -86,34 +81,40 @@ impl Recorder {
             ),
             Err(e) => (self.route.clone(), endpoint_of(&**e)),
         };
-        let mut attrs = Attrs::new();
-        attrs.push(self.labels.service_kv());
-        attrs.push(match route {
-            Some(r) => kv(ROUTE, r),
-            None => kv(ROUTE, ""),
-        });
-        attrs.push(match endpoint {
-            Some(ep) => self.labels.endpoint_kv(ep),
-            None => kv(ENDPOINT, ""),
-        });
-        attrs.push(kv(METHOD, self.method.clone()));
-        attrs.push(match result {
-            Ok(resp) => kv(STATUS_CODE, i64::from(resp.status().as_u16())),
-            Err(e) => kv(ERROR_TYPE, kind(&**e).as_str()),
-        });
-        self.metrics
+        let labels = &self.shared.labels;
+        // Always the same five keys in the same order: the SDK finds the
+        // series by this slice without sorting or allocating.
+        let attrs = [
+            labels.service_kv(),
+            match route {
+                Some(r) => kv(ROUTE, r),
+                None => kv(ROUTE, ""),
+            },
+            match endpoint {
+                Some(ep) => labels.endpoint_kv(ep),
+                None => kv(ENDPOINT, ""),
+            },
+            kv(METHOD, self.method.clone()),
+            match result {
+                Ok(resp) => kv(STATUS_CODE, i64::from(resp.status().as_u16())),
+                Err(e) => kv(ERROR_TYPE, kind(&**e).as_str()),
+            },
+        ];
+        self.shared
+            .metrics
             .instruments()
             .client_duration
-            .record(elapsed, attrs.as_slice());
+            .record(elapsed, &attrs);
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.metrics
+        self.shared
+            .metrics
             .instruments()
             .client_active
-            .add(-1, self.labels.service_only());
+            .add(-1, self.shared.labels.service_only());
     }
 }
 

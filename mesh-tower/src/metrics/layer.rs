@@ -39,10 +39,35 @@ use crate::trace::{self, IdGenerator, RandomIds, TraceFlags};
 /// ```
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    metrics: Metrics,
-    labels: ServiceLabels,
+    shared: Arc<Shared>,
+}
+
+/// What every call of a layer shares: one `Arc` clone per call.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) metrics: Metrics,
+    pub(super) labels: ServiceLabels,
     ids: Option<Arc<dyn IdGenerator>>,
     flags: TraceFlags,
+}
+
+impl MetricsLayer {
+    fn edit(mut self, f: impl FnOnce(&mut Shared)) -> MetricsLayer {
+        match Arc::get_mut(&mut self.shared) {
+            Some(s) => f(s),
+            None => {
+                let mut s = Shared {
+                    metrics: self.shared.metrics.clone(),
+                    labels: self.shared.labels.clone(),
+                    ids: self.shared.ids.clone(),
+                    flags: self.shared.flags,
+                };
+                f(&mut s);
+                self.shared = Arc::new(s);
+            }
+        }
+        self
+    }
 }
 
 impl MetricsLayer {
@@ -50,30 +75,29 @@ impl MetricsLayer {
     /// injection is on, with random ids; new traces are marked sampled.
     pub fn client(metrics: Metrics, labels: ServiceLabels) -> MetricsLayer {
         MetricsLayer {
-            metrics,
-            labels,
-            ids: Some(Arc::new(RandomIds)),
-            flags: TraceFlags::SAMPLED,
+            shared: Arc::new(Shared {
+                metrics,
+                labels,
+                ids: Some(Arc::new(RandomIds)),
+                flags: TraceFlags::SAMPLED,
+            }),
         }
     }
 
     /// Uses `ids` for new trace and span ids (e.g. [`trace::SeededIds`] in
     /// tests).
-    pub fn with_ids(mut self, ids: Arc<dyn IdGenerator>) -> MetricsLayer {
-        self.ids = Some(ids);
-        self
+    pub fn with_ids(self, ids: Arc<dyn IdGenerator>) -> MetricsLayer {
+        self.edit(|s| s.ids = Some(ids))
     }
 
     /// The flags of traces this layer starts (default: sampled).
-    pub fn new_trace_flags(mut self, flags: TraceFlags) -> MetricsLayer {
-        self.flags = flags;
-        self
+    pub fn new_trace_flags(self, flags: TraceFlags) -> MetricsLayer {
+        self.edit(|s| s.flags = flags)
     }
 
     /// Turns `traceparent` injection off (metrics only).
-    pub fn without_trace(mut self) -> MetricsLayer {
-        self.ids = None;
-        self
+    pub fn without_trace(self) -> MetricsLayer {
+        self.edit(|s| s.ids = None)
     }
 }
 
@@ -126,7 +150,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let l = &self.layer;
+        let l = &self.layer.shared;
         if let Some(ids) = &l.ids {
             trace::inject(&mut req, ids.as_ref(), l.flags);
         }
@@ -134,12 +158,7 @@ where
             .extensions()
             .get::<RouteInfo>()
             .map(|r| r.0.route.clone());
-        let recorder = Recorder::start(
-            l.metrics.clone(),
-            l.labels.clone(),
-            route,
-            method_value(req.method()),
-        );
+        let recorder = Recorder::start(l.clone(), route, method_value(req.method()));
         ResponseFuture::new(self.inner.call(req), recorder)
     }
 }
