@@ -71,6 +71,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(svc.call(request(&route)).now_or_never()))
     });
 
+    // The same without ServedBy: the difference is the endpoint label's
+    // cache lookup (a lock-free map hit instead of formatting `ip:port`).
+    let mut svc = MetricsLayer::client(sdk.clone(), sdk.service("news-service"))
+        .without_trace()
+        .layer(tower::service_fn(|_req: http::Request<()>| {
+            std::future::ready(Ok::<_, BoxError>(http::Response::new(())))
+        }));
+    g.bench_function("sdk_prometheus_no_endpoint_label", |b| {
+        b.iter(|| black_box(svc.call(request(&route)).now_or_never()))
+    });
+
     let mut svc = MetricsLayer::client(sdk.clone(), sdk.service("news-service")).layer(inner());
     g.bench_function("sdk_prometheus_with_traceparent", |b| {
         b.iter(|| black_box(svc.call(request(&route)).now_or_never()))
