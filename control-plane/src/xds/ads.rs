@@ -1,0 +1,254 @@
+//! One ADS stream's state machine (state of the world), free of I/O so it
+//! can be driven by tests directly: requests and snapshot publications in,
+//! responses out.
+//!
+//! Per resource type the stream keeps the subscription (wildcard and/or
+//! names) and what it last sent (version, nonce, a hash of the content).
+//! See the [module docs of `xds`](super) for the protocol rules applied.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::Any;
+
+use super::resources::{Encoded, Flavor, NodeKind, Resources};
+use super::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::state::{Nack, NodeStatus, XdsStatus};
+
+/// In the order pushes go out (Envoy's: clusters and their endpoints before
+/// the listeners and routes that name them).
+const TYPES: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+#[derive(Debug, Default)]
+struct TypeState {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    sent: Option<Sent>,
+}
+
+#[derive(Debug)]
+struct Sent {
+    version: String,
+    nonce: String,
+    hash: u64,
+}
+
+/// What the stream knows of its node and subscriptions.
+#[derive(Debug)]
+pub struct AdsStream {
+    id: u64,
+    node: Option<(String, String)>,
+    envoy: bool,
+    types: HashMap<&'static str, TypeState>,
+    nonces: u64,
+}
+
+impl AdsStream {
+    /// A fresh stream with id `id` (its key in [`XdsStatus`]).
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            node: None,
+            envoy: false,
+            types: HashMap::new(),
+            nonces: 0,
+        }
+    }
+
+    /// Handles one request; returns the response to send, if any. Never
+    /// fails: unknown types, stale or garbage nonces are logged and ignored.
+    pub fn on_request(
+        &mut self,
+        req: DiscoveryRequest,
+        res: &Resources,
+        status: &XdsStatus,
+    ) -> Option<DiscoveryResponse> {
+        if self.node.is_none() {
+            let node = req.node.clone().unwrap_or_default();
+            let user_agent = format!("{} {}", node.user_agent_name, user_agent_version(&node))
+                .trim()
+                .to_string();
+            status.connect(
+                self.id,
+                NodeStatus {
+                    node_id: node.id.clone(),
+                    cluster: node.cluster.clone(),
+                    user_agent,
+                    connected_at: SystemTime::now(),
+                    acked: Default::default(),
+                    last_nack: None,
+                },
+            );
+            self.envoy = node.user_agent_name == "envoy";
+            self.node = Some((node.id, node.cluster));
+        }
+        let Some(type_url) = TYPES.iter().copied().find(|t| *t == req.type_url) else {
+            tracing::warn!(stream = self.id, type_url = %req.type_url, "xDS request for an unknown type ignored");
+            return None;
+        };
+        let st = self.types.entry(type_url).or_default();
+        // A nonce on a type never answered on this stream (a client carrying
+        // one over from a previous connection) counts as a first request.
+        if !req.response_nonce.is_empty() && st.sent.is_some() {
+            let current = st.sent.as_ref().map(|s| s.nonce.as_str());
+            if current != Some(req.response_nonce.as_str()) {
+                tracing::debug!(stream = self.id, type_url, nonce = %req.response_nonce, "stale or unknown nonce ignored");
+                return None;
+            }
+            if let Some(err) = &req.error_detail {
+                tracing::warn!(stream = self.id, node = ?self.node, type_url, version = %req.version_info,
+                    error = %err.message, "xDS NACK: the node keeps its last good version");
+                status.stats.nacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let nack = Nack {
+                    type_url: type_url.to_string(),
+                    version: st.sent.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
+                    message: err.message.clone(),
+                    at: SystemTime::now(),
+                };
+                status.update(self.id, |n| n.last_nack = Some(nack));
+                return None;
+            }
+            status.stats.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let version = req.version_info.clone();
+            status.update(self.id, |n| {
+                n.acked.insert(type_url.to_string(), version);
+            });
+            if !set_subscription(st, type_url, &req.resource_names) {
+                return None;
+            }
+        } else {
+            set_subscription(st, type_url, &req.resource_names);
+        }
+        self.respond(type_url, res, true)
+    }
+
+    /// A new snapshot was published: the responses for every subscribed type
+    /// whose content changed.
+    pub fn on_publish(&mut self, res: &Resources) -> Vec<DiscoveryResponse> {
+        let subscribed: Vec<&'static str> = TYPES
+            .iter()
+            .copied()
+            .filter(|t| self.types.get(t).is_some_and(|s| s.sent.is_some()))
+            .collect();
+        subscribed
+            .into_iter()
+            .filter_map(|t| self.respond(t, res, false))
+            .collect()
+    }
+
+    /// Builds the response for `type_url`; when not `force`d, only if its
+    /// content changed since the last one sent.
+    fn respond(
+        &mut self,
+        type_url: &'static str,
+        res: &Resources,
+        force: bool,
+    ) -> Option<DiscoveryResponse> {
+        let kind = match &self.node {
+            Some((id, cluster)) => NodeKind::classify(id, cluster, &res.snapshot),
+            None => NodeKind::Proxyless,
+        };
+        let flavor = if self.envoy || matches!(kind, NodeKind::Gateway(_)) {
+            Flavor::Envoy
+        } else {
+            Flavor::Grpc
+        };
+        let st = self.types.get(type_url)?;
+        let resources = collect(type_url, st, &kind, flavor, res);
+        let mut h = DefaultHasher::new();
+        for e in &resources {
+            e.name.hash(&mut h);
+            e.any.value.hash(&mut h);
+        }
+        let hash = h.finish();
+        let unchanged = st.sent.as_ref().filter(|s| s.hash == hash);
+        if unchanged.is_some() && !force {
+            return None;
+        }
+        let version = match unchanged {
+            Some(s) => s.version.clone(),
+            None => res.version.to_string(),
+        };
+        self.nonces += 1;
+        let nonce = self.nonces.to_string();
+        if let Some(st) = self.types.get_mut(type_url) {
+            st.sent = Some(Sent {
+                version: version.clone(),
+                nonce: nonce.clone(),
+                hash,
+            });
+        }
+        Some(DiscoveryResponse {
+            version_info: version,
+            resources: resources.into_iter().map(|e| e.any).collect::<Vec<Any>>(),
+            type_url: type_url.to_string(),
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+fn user_agent_version(node: &envoy_types::pb::envoy::config::core::v3::Node) -> String {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Updates the subscription from a request's names; true when it changed.
+/// LDS and CDS are wildcard when first asked with no names (Envoy) or with
+/// `*`; RDS and EDS are always by name.
+fn set_subscription(st: &mut TypeState, type_url: &str, names: &[String]) -> bool {
+    let wildcard_type = type_url == LISTENER_TYPE || type_url == CLUSTER_TYPE;
+    let first = st.sent.is_none();
+    let wildcard = wildcard_type
+        && (names.iter().any(|n| n == "*") || (names.is_empty() && (first || st.wildcard)));
+    let set: BTreeSet<String> = names.iter().filter(|n| *n != "*").cloned().collect();
+    let changed = wildcard != st.wildcard || set != st.names;
+    st.wildcard = wildcard;
+    st.names = set;
+    changed
+}
+
+fn collect(
+    type_url: &str,
+    st: &TypeState,
+    kind: &NodeKind,
+    flavor: Flavor,
+    res: &Resources,
+) -> Vec<Encoded> {
+    let clusters = match flavor {
+        Flavor::Envoy => &res.envoy_clusters,
+        Flavor::Grpc => &res.clusters,
+    };
+    let mut out: Vec<Encoded> = Vec::new();
+    match type_url {
+        LISTENER_TYPE => {
+            if st.wildcard {
+                if let NodeKind::Gateway(g) = kind {
+                    out.extend(res.gateway_listeners.get(g).cloned());
+                }
+            }
+            for n in &st.names {
+                if !out.iter().any(|e| &e.name == n) {
+                    out.extend(res.listener(n));
+                }
+            }
+        }
+        ROUTE_TYPE => out.extend(st.names.iter().filter_map(|n| res.routes.get(n).cloned())),
+        CLUSTER_TYPE => {
+            if st.wildcard {
+                out.extend(clusters.values().cloned());
+            } else {
+                out.extend(st.names.iter().filter_map(|n| clusters.get(n).cloned()));
+            }
+        }
+        ENDPOINT_TYPE => out.extend(st.names.iter().filter_map(|n| res.endpoints.get(n).cloned())),
+        _ => {}
+    }
+    out
+}
