@@ -9,4 +9,5 @@
 
 pub mod dnsmasq;
 pub mod envoy;
+pub mod grpcio;
 pub mod prometheus;

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A helloworld Greeter server (grpcio) for the mesh's peer tests.
+
+SayHello answers HelloReply{message: NAME}, so a client can count which
+server answered. Messages are encoded by hand (field 1, a string): no
+generated code needed.
+
+  greeter_server.py --name a [--port 0]          plain server; prints "PORT <n>"
+  greeter_server.py --name a --port P --xds      xDS-enabled server
+      (GRPC_XDS_BOOTSTRAP must be set; it serves once the control plane
+       sends its Listener; prints "PORT P" once started)
+"""
+import argparse
+import sys
+from concurrent import futures
+
+import grpc
+
+
+def encode_string_field(value: str) -> bytes:
+    data = value.encode()
+    out = bytearray(b"\x0a")
+    n = len(data)
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            break
+    return bytes(out) + data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--xds", action="store_true")
+    args = ap.parse_args()
+
+    reply = encode_string_field(args.name)
+
+    def say_hello(request: bytes, context) -> bytes:
+        return reply
+
+    handler = grpc.method_handlers_generic_handler(
+        "helloworld.Greeter",
+        {"SayHello": grpc.unary_unary_rpc_method_handler(say_hello)},
+    )
+    pool = futures.ThreadPoolExecutor(max_workers=4)
+    if args.xds:
+        server = grpc.server(pool, xds=True)
+        creds = grpc.xds_server_credentials(grpc.insecure_server_credentials())
+        port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+        if port <= 0:
+            port = args.port
+    else:
+        server = grpc.server(pool)
+        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    server.add_generic_rpc_handlers((handler,))
+    server.start()
+    print(f"PORT {port}", flush=True)
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
