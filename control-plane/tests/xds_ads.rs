@@ -131,13 +131,17 @@ async fn subscribe_ack_nack_push_and_garbage() {
     // Garbage: unknown type, stale nonce, unknown names -> no crash.
     c.send("type.googleapis.com/no.Such", &["x"], "", "").await;
     c.send(CLUSTER_TYPE, &[], "1", "not-a-nonce").await;
-    assert!(c.silent(Duration::from_millis(200)).await, "garbage got an answer");
+    assert!(
+        c.silent(Duration::from_millis(200)).await,
+        "garbage got an answer"
+    );
     c.send(ROUTE_TYPE, &["news", "nope"], &rds.version_info, &rds.nonce)
         .await;
     let r = c.recv().await;
     assert_eq!(r.type_url, ROUTE_TYPE);
     assert_eq!(r.resources.len(), 1, "unknown name simply absent");
-    c.send(ROUTE_TYPE, &["news", "nope"], &r.version_info, &r.nonce).await;
+    c.send(ROUTE_TYPE, &["news", "nope"], &r.version_info, &r.nonce)
+        .await;
 
     // A snapshot changing only endpoints pushes only EDS.
     let pushes_before = xds.status.stats.push_latency_count.load(Ordering::Relaxed);
@@ -151,7 +155,10 @@ async fn subscribe_ack_nack_push_and_garbage() {
     assert_eq!(push.version_info, "2");
     let cla = ClusterLoadAssignment::decode(push.resources[0].value.as_slice()).unwrap();
     assert_eq!(cla.endpoints.len(), 2);
-    assert!(c.silent(Duration::from_millis(300)).await, "unchanged types re-sent");
+    assert!(
+        c.silent(Duration::from_millis(300)).await,
+        "unchanged types re-sent"
+    );
     assert_eq!(
         xds.status.stats.push_latency_count.load(Ordering::Relaxed),
         pushes_before + 1
@@ -181,8 +188,16 @@ async fn subscribe_ack_nack_push_and_garbage() {
     assert_eq!(xds.status.stats.nacks.load(Ordering::Relaxed), 1);
 
     // The server is still fine: a new subscription works.
-    c.send(LISTENER_TYPE, &["news", "grpc/server?xds.resource.listening_address=127.0.0.1:9001"], &lds.version_info, &lds.nonce)
-        .await;
+    c.send(
+        LISTENER_TYPE,
+        &[
+            "news",
+            "grpc/server?xds.resource.listening_address=127.0.0.1:9001",
+        ],
+        &lds.version_info,
+        &lds.nonce,
+    )
+    .await;
     let r = c.recv().await;
     assert_eq!(r.resources.len(), 2);
     drop(c);
@@ -222,7 +237,8 @@ async fn clients_reconnect_and_resubscribe_after_restart() {
     let xds = Xds::start_on(addr, &yaml2, BTreeMap::new()).await;
     let mut c = Client::connect(addr).await;
     // A reconnecting client sends what it had (version and old nonce).
-    c.send(CLUSTER_TYPE, &[], &first.version_info, &first.nonce).await;
+    c.send(CLUSTER_TYPE, &[], &first.version_info, &first.nonce)
+        .await;
     let r = c.recv().await;
     assert_eq!(r.resources.len(), 3, "resubscribed and got the new state");
     assert_eq!(xds.status.nodes().len(), 1);

@@ -133,10 +133,21 @@ async fn envoy_gateway_follows_split_and_changes() {
     // A config change reaches Envoy: everything to v2.
     let changed = Instant::now();
     xds.publish(&yaml(listen, a, b, "{ v2: 100 }"), BTreeMap::new());
-    let took = time_until(&client, listen, &["b"], 30, changed, Duration::from_secs(10)).await;
+    let took = time_until(
+        &client,
+        listen,
+        &["b"],
+        30,
+        changed,
+        Duration::from_secs(10),
+    )
+    .await;
     let took = took.expect("split change never reached Envoy");
     eprintln!("config change -> traffic moved after {took:?}");
-    assert!(took < Duration::from_secs(1), "config change took {took:?} to reach Envoy");
+    assert!(
+        took < Duration::from_secs(1),
+        "config change took {took:?} to reach Envoy"
+    );
 
     // Endpoint set changes: a registered v2 endpoint gets traffic...
     let discovered = BTreeMap::from([(
@@ -152,7 +163,10 @@ async fn envoy_gateway_follows_split_and_changes() {
     assert!(seen_c, "registered endpoint c never got traffic");
     let got = counts(&client, listen, 100).await;
     eprintln!("v2 = b + c -> {got:?}");
-    assert!(got.get("b").copied().unwrap_or(0) >= 30 && got.get("c").copied().unwrap_or(0) >= 30, "{got:?}");
+    assert!(
+        got.get("b").copied().unwrap_or(0) >= 30 && got.get("c").copied().unwrap_or(0) >= 30,
+        "{got:?}"
+    );
 
     // ... and an expired one stops getting it: b leaves (only c is v2).
     let yaml_without_b = yaml(listen, a, b, "{ v2: 100 }").replace(
@@ -164,13 +178,28 @@ async fn envoy_gateway_follows_split_and_changes() {
         vec![Endpoint::new(c).with_label("version", "v2")],
     )]);
     xds.publish(&yaml_without_b, discovered);
-    let took = time_until(&client, listen, &["c"], 30, Instant::now(), Duration::from_secs(10)).await;
+    let took = time_until(
+        &client,
+        listen,
+        &["c"],
+        30,
+        Instant::now(),
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(took.is_some(), "removed endpoint b still gets traffic");
 
     // Envoy never refused anything we sent.
     let nodes = xds.status.nodes();
-    let node = nodes.iter().find(|n| n.node_id == "edge").expect("edge connected");
-    assert!(node.last_nack.is_none(), "Envoy NACKed: {:?}", node.last_nack);
+    let node = nodes
+        .iter()
+        .find(|n| n.node_id == "edge")
+        .expect("edge connected");
+    assert!(
+        node.last_nack.is_none(),
+        "Envoy NACKed: {:?}",
+        node.last_nack
+    );
     assert!(node.user_agent.starts_with("envoy"), "{}", node.user_agent);
     assert!(node.acked.len() >= 2, "acked {:?}", node.acked);
     drop(envoy);

@@ -48,7 +48,12 @@ services:
     let bootstrap = write_bootstrap(dir.path(), xds.addr, "py-client");
     let n = 800;
     let out = tokio::task::spawn_blocking(move || {
-        run_client("xds:///greeter", n, Some(&bootstrap), Duration::from_secs(90))
+        run_client(
+            "xds:///greeter",
+            n,
+            Some(&bootstrap),
+            Duration::from_secs(90),
+        )
     })
     .await
     .unwrap();
@@ -60,8 +65,15 @@ services:
     assert!((0.11..=0.27).contains(&share("b")), "b {out}");
     assert!((0.17..=0.33).contains(&share("c")), "c {out}");
     let stats = &xds.status.stats;
-    assert_eq!(stats.nacks.load(std::sync::atomic::Ordering::Relaxed), 0, "the client NACKed");
-    assert!(stats.acks.load(std::sync::atomic::Ordering::Relaxed) >= 4, "LDS, RDS, CDS, EDS ACKed");
+    assert_eq!(
+        stats.nacks.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the client NACKed"
+    );
+    assert!(
+        stats.acks.load(std::sync::atomic::Ordering::Relaxed) >= 4,
+        "LDS, RDS, CDS, EDS ACKed"
+    );
     xds.shutdown().await;
 }
 
@@ -98,17 +110,25 @@ intentions:
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["errors"]["PERMISSION_DENIED"], 5, "{out}");
     let nodes = xds.status.nodes();
-    let node = nodes.iter().find(|n| n.node_id == "greeter-server").unwrap();
-    assert!(node.last_nack.is_none(), "server NACKed: {:?}", node.last_nack);
+    let node = nodes
+        .iter()
+        .find(|n| n.node_id == "greeter-server")
+        .unwrap();
+    assert!(
+        node.last_nack.is_none(),
+        "server NACKed: {:?}",
+        node.last_nack
+    );
 
     // Allow: the same caller gets through (new connections take the new Listener).
     xds.publish(&yaml("allow"), BTreeMap::new());
     let mut last = String::new();
     for _ in 0..50 {
         let t = target.clone();
-        last = tokio::task::spawn_blocking(move || run_client(&t, 3, None, Duration::from_secs(30)))
-            .await
-            .unwrap();
+        last =
+            tokio::task::spawn_blocking(move || run_client(&t, 3, None, Duration::from_secs(30)))
+                .await
+                .unwrap();
         let v: Value = serde_json::from_str(&last).unwrap();
         if count(&v, "s") == 3 {
             break;
@@ -119,8 +139,19 @@ intentions:
     let v: Value = serde_json::from_str(&last).unwrap();
     assert_eq!(count(&v, "s"), 3, "{last}");
     let nodes = xds.status.nodes();
-    let node = nodes.iter().find(|n| n.node_id == "greeter-server").unwrap();
-    assert!(node.last_nack.is_none(), "server NACKed: {:?}", node.last_nack);
-    assert!(node.acked.contains_key(mesh_control_plane::xds::LISTENER_TYPE), "{node:?}");
+    let node = nodes
+        .iter()
+        .find(|n| n.node_id == "greeter-server")
+        .unwrap();
+    assert!(
+        node.last_nack.is_none(),
+        "server NACKed: {:?}",
+        node.last_nack
+    );
+    assert!(
+        node.acked
+            .contains_key(mesh_control_plane::xds::LISTENER_TYPE),
+        "{node:?}"
+    );
     xds.shutdown().await;
 }

@@ -101,17 +101,27 @@ impl AdsStream {
             if let Some(err) = &req.error_detail {
                 tracing::warn!(stream = self.id, node = ?self.node, type_url, version = %req.version_info,
                     error = %err.message, "xDS NACK: the node keeps its last good version");
-                status.stats.nacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status
+                    .stats
+                    .nacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let nack = Nack {
                     type_url: type_url.to_string(),
-                    version: st.sent.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
+                    version: st
+                        .sent
+                        .as_ref()
+                        .map(|s| s.version.clone())
+                        .unwrap_or_default(),
                     message: err.message.clone(),
                     at: SystemTime::now(),
                 };
                 status.update(self.id, |n| n.last_nack = Some(nack));
                 return None;
             }
-            status.stats.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            status
+                .stats
+                .acks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let version = req.version_info.clone();
             status.update(self.id, |n| {
                 n.acked.insert(type_url.to_string(), version);
@@ -228,10 +238,10 @@ fn collect(
     let mut out: Vec<Encoded> = Vec::new();
     match type_url {
         LISTENER_TYPE => {
-            if st.wildcard {
-                if let NodeKind::Gateway(g) = kind {
-                    out.extend(res.gateway_listeners.get(g).cloned());
-                }
+            if st.wildcard
+                && let NodeKind::Gateway(g) = kind
+            {
+                out.extend(res.gateway_listeners.get(g).cloned());
             }
             for n in &st.names {
                 if !out.iter().any(|e| &e.name == n) {
@@ -247,7 +257,11 @@ fn collect(
                 out.extend(st.names.iter().filter_map(|n| clusters.get(n).cloned()));
             }
         }
-        ENDPOINT_TYPE => out.extend(st.names.iter().filter_map(|n| res.endpoints.get(n).cloned())),
+        ENDPOINT_TYPE => out.extend(
+            st.names
+                .iter()
+                .filter_map(|n| res.endpoints.get(n).cloned()),
+        ),
         _ => {}
     }
     out

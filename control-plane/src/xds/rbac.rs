@@ -103,7 +103,13 @@ pub fn rbac_rules(config: &MeshConfig, service: Option<&str>) -> rb::Rbac {
             "spiffe://{td}/ns/{ns}/svc/{name}"
         )));
         let rule = deciding(&relevant, dest, |p| covers(p, src));
-        add_policy(&mut policies, format!("source {src}"), principal.clone(), rule, config.default_policy);
+        add_policy(
+            &mut policies,
+            format!("source {src}"),
+            principal.clone(),
+            rule,
+            config.default_policy,
+        );
         groups.push(principal);
     }
     for ns in &namespaces {
@@ -127,7 +133,13 @@ pub fn rbac_rules(config: &MeshConfig, service: Option<&str>) -> rb::Rbac {
         };
         let wildcard = format!("{ns}/*");
         let rule = deciding(&relevant, dest, |p| p == "*" || p == wildcard);
-        add_policy(&mut policies, format!("source {ns}/*"), principal, rule, config.default_policy);
+        add_policy(
+            &mut policies,
+            format!("source {ns}/*"),
+            principal,
+            rule,
+            config.default_policy,
+        );
         groups.push(prefix);
     }
     let others = if groups.is_empty() {
@@ -136,7 +148,13 @@ pub fn rbac_rules(config: &MeshConfig, service: Option<&str>) -> rb::Rbac {
         not_id(or_ids(groups))
     };
     let rule = deciding(&relevant, dest, |p| p == "*");
-    add_policy(&mut policies, "source *".to_string(), others, rule, config.default_policy);
+    add_policy(
+        &mut policies,
+        "source *".to_string(),
+        others,
+        rule,
+        config.default_policy,
+    );
     rb::Rbac {
         action: rb::rbac::Action::Allow as i32,
         policies,
@@ -274,7 +292,9 @@ fn any_permission() -> rb::Permission {
 }
 fn and_rules(rules: Vec<rb::Permission>) -> rb::Permission {
     rb::Permission {
-        rule: Some(rb::permission::Rule::AndRules(rb::permission::Set { rules })),
+        rule: Some(rb::permission::Rule::AndRules(rb::permission::Set {
+            rules,
+        })),
     }
 }
 fn or_rules(rules: Vec<rb::Permission>) -> rb::Permission {
@@ -311,7 +331,9 @@ fn or_ids(ids: Vec<rb::Principal>) -> rb::Principal {
 }
 fn and_ids(ids: Vec<rb::Principal>) -> rb::Principal {
     rb::Principal {
-        identifier: Some(rb::principal::Identifier::AndIds(rb::principal::Set { ids })),
+        identifier: Some(rb::principal::Identifier::AndIds(rb::principal::Set {
+            ids,
+        })),
     }
 }
 fn not_id(p: rb::Principal) -> rb::Principal {
@@ -342,7 +364,11 @@ mod tests {
         match m.match_pattern.as_ref().unwrap() {
             m::string_matcher::MatchPattern::Exact(e) => v == e,
             m::string_matcher::MatchPattern::Prefix(p) => v.starts_with(p.as_str()),
-            m::string_matcher::MatchPattern::SafeRegex(r) => regex::Regex::new(&format!("^(?:{})$", r.regex)).unwrap().is_match(v),
+            m::string_matcher::MatchPattern::SafeRegex(r) => {
+                regex::Regex::new(&format!("^(?:{})$", r.regex))
+                    .unwrap()
+                    .is_match(v)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -351,7 +377,9 @@ mod tests {
         use rb::principal::Identifier as I;
         match p.identifier.as_ref().unwrap() {
             I::Any(_) => true,
-            I::Authenticated(a) => r.id.is_some_and(|id| string(a.principal_name.as_ref().unwrap(), id)),
+            I::Authenticated(a) => {
+                r.id.is_some_and(|id| string(a.principal_name.as_ref().unwrap(), id))
+            }
             I::AndIds(s) => s.ids.iter().all(|p| principal(p, r)),
             I::OrIds(s) => s.ids.iter().any(|p| principal(p, r)),
             I::NotId(p) => !principal(p, r),
@@ -374,7 +402,10 @@ mod tests {
                 let value = if h.name == ":method" {
                     Some(r.method)
                 } else {
-                    r.headers.iter().find(|(n, _)| *n == h.name).map(|(_, v)| *v)
+                    r.headers
+                        .iter()
+                        .find(|(n, _)| *n == h.name)
+                        .map(|(_, v)| *v)
                 };
                 let hit = match (h.header_match_specifier.as_ref().unwrap(), value) {
                     (H::PresentMatch(_), v) => v.is_some(),
@@ -389,10 +420,10 @@ mod tests {
     }
 
     fn allowed(rules: &rb::Rbac, r: &Req) -> bool {
-        rules
-            .policies
-            .values()
-            .any(|p| p.principals.iter().any(|x| principal(x, r)) && p.permissions.iter().any(|x| permission(x, r)))
+        rules.policies.values().any(|p| {
+            p.principals.iter().any(|x| principal(x, r))
+                && p.permissions.iter().any(|x| permission(x, r))
+        })
     }
 
     const CONFIGS: [&str; 3] = [
@@ -440,7 +471,8 @@ intentions:
             Some("spiffe://mesh.local/ns/prod/svc/bad".into()),
             Some("spiffe://other.domain/ns/default/svc/ui".into()),
         ];
-        let reqs: [(&str, &str, &[(&str, &str)]); 7] = [
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let reqs: [Case; 7] = [
             ("GET", "/metrics", &[]),
             ("GET", "/metrics", &[("x-debug", "1")]),
             ("POST", "/metrics", &[]),
@@ -453,9 +485,10 @@ intentions:
         for (n, yaml) in CONFIGS.into_iter().enumerate() {
             let mut config = parse_str(yaml, Format::Yaml, "t.yaml").unwrap();
             // Namespaced names are not in config files yet; the engine takes them.
-            for (source, destination, action) in
-                [("prod/*", "*", Action::Allow), ("prod/bad", "news", Action::Deny)]
-            {
+            for (source, destination, action) in [
+                ("prod/*", "*", Action::Allow),
+                ("prod/bad", "news", Action::Deny),
+            ] {
                 config.intentions.push(Intention {
                     source: source.into(),
                     destination: destination.into(),
@@ -470,7 +503,12 @@ intentions:
                     rule: IntentionRule::Action(Action::Deny),
                 });
             }
-            let engine = Intentions::new(&config.intentions, config.default_policy, &config.trust_domain).unwrap();
+            let engine = Intentions::new(
+                &config.intentions,
+                config.default_policy,
+                &config.trust_domain,
+            )
+            .unwrap();
             for dest in [Some("news"), None] {
                 let rules = rbac_rules(&config, dest);
                 for id in &ids {
@@ -483,8 +521,19 @@ intentions:
                         let want = engine
                             .decide(spiffe.as_ref(), dest.unwrap_or("unclaimed"), &sr)
                             .is_allowed();
-                        let got = allowed(&rules, &Req { id: id.as_deref(), method, path, headers });
-                        assert_eq!(got, want, "{yaml}\ndest {dest:?} caller {id:?} {method} {path} {headers:?}");
+                        let got = allowed(
+                            &rules,
+                            &Req {
+                                id: id.as_deref(),
+                                method,
+                                path,
+                                headers,
+                            },
+                        );
+                        assert_eq!(
+                            got, want,
+                            "{yaml}\ndest {dest:?} caller {id:?} {method} {path} {headers:?}"
+                        );
                         checked += 1;
                     }
                 }

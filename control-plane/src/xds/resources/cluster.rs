@@ -127,7 +127,9 @@ fn policy<M: prost::Message + prost::Name>(name: &str, m: &M) -> cl::load_balanc
     }
 }
 
-fn wrr_locality(children: Vec<cl::load_balancing_policy::Policy>) -> cl::load_balancing_policy::Policy {
+fn wrr_locality(
+    children: Vec<cl::load_balancing_policy::Policy>,
+) -> cl::load_balancing_policy::Policy {
     policy(
         "envoy.load_balancing_policies.wrr_locality",
         &lbp::wrr_locality::v3::WrrLocality {
@@ -174,7 +176,9 @@ fn ring_hash(min: u64, max: u64) -> cl::load_balancing_policy::Policy {
         &lbp::ring_hash::v3::RingHash {
             hash_function: lbp::ring_hash::v3::ring_hash::HashFunction::XxHash as i32,
             minimum_ring_size: Some(UInt64Value { value: min }),
-            maximum_ring_size: Some(UInt64Value { value: max.max(min) }),
+            maximum_ring_size: Some(UInt64Value {
+                value: max.max(min),
+            }),
             ..Default::default()
         },
     )
@@ -197,7 +201,10 @@ fn lb_policy(svc: &ServiceConfig, flavor: Flavor) -> cl::LoadBalancingPolicy {
         }
         Algorithm::PeakEwma { .. } if envoy => vec![least_request(svc, 2)],
         Algorithm::LeastRequest { choice_count, .. } => {
-            vec![wrr_locality(vec![least_request(svc, *choice_count), round_robin(svc)])]
+            vec![wrr_locality(vec![
+                least_request(svc, *choice_count),
+                round_robin(svc),
+            ])]
         }
         Algorithm::PeakEwma { .. } => {
             vec![wrr_locality(vec![least_request(svc, 2), round_robin(svc)])]
@@ -219,7 +226,11 @@ fn lb_policy(svc: &ServiceConfig, flavor: Flavor) -> cl::LoadBalancingPolicy {
 }
 
 fn outlier(o: &OutlierConfig) -> cl::OutlierDetection {
-    let pct = |on: bool| Some(UInt32Value { value: if on { 100 } else { 0 } });
+    let pct = |on: bool| {
+        Some(UInt32Value {
+            value: if on { 100 } else { 0 },
+        })
+    };
     let mut d = cl::OutlierDetection {
         interval: Some(duration(o.interval)),
         base_ejection_time: Some(duration(o.base_ejection)),
@@ -242,11 +253,15 @@ fn outlier(o: &OutlierConfig) -> cl::OutlierDetection {
     };
     if let Some(sr) = &o.success_rate {
         // Envoy and gRPC: the factor is divided by 1000.
-        let factor = (sr.stdev_factor * 1000.0).round().clamp(0.0, f64::from(u32::MAX));
+        let factor = (sr.stdev_factor * 1000.0)
+            .round()
+            .clamp(0.0, f64::from(u32::MAX));
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let factor = factor as u32;
         d.success_rate_stdev_factor = Some(UInt32Value { value: factor });
-        d.success_rate_minimum_hosts = Some(UInt32Value { value: sr.min_hosts });
+        d.success_rate_minimum_hosts = Some(UInt32Value {
+            value: sr.min_hosts,
+        });
         d.success_rate_request_volume = Some(UInt32Value {
             value: sr.min_requests,
         });

@@ -70,18 +70,18 @@ pub fn gateway_route_configuration(
             continue;
         };
         let (mut rs, _) = service_routes(&r.service, svc, Some(&r.matches));
-        if rs.is_empty() {
-            if let (Ok(m), Some(a)) = (
+        if rs.is_empty()
+            && let (Ok(m), Some(a)) = (
                 route_match(&r.matches),
                 route_action(&r.service, svc, &Default::default(), svc.timeout, None),
-            ) {
-                rs.push(rt::Route {
-                    name: format!("{gateway}/{i}"),
-                    r#match: Some(m),
-                    action: Some(rt::route::Action::Route(a)),
-                    ..Default::default()
-                });
-            }
+            )
+        {
+            rs.push(rt::Route {
+                name: format!("{gateway}/{i}"),
+                r#match: Some(m),
+                action: Some(rt::route::Action::Route(a)),
+                ..Default::default()
+            });
         }
         routes.extend(rs);
     }

@@ -136,7 +136,8 @@ impl Resources {
                     .insert(service.clone(), encode(service.clone(), &l));
             }
             if let Some(rc) = route_configuration(&snapshot, service) {
-                r.routes.insert(service.clone(), encode(service.clone(), &rc));
+                r.routes
+                    .insert(service.clone(), encode(service.clone(), &rc));
             }
         }
         for gateway in snapshot.config.gateways.keys() {
@@ -145,7 +146,8 @@ impl Resources {
                     .insert(gateway.clone(), encode(l.name.clone(), &l));
             }
             if let Some(rc) = gateway_route_configuration(&snapshot, gateway) {
-                r.routes.insert(rc.name.clone(), encode(rc.name.clone(), &rc));
+                r.routes
+                    .insert(rc.name.clone(), encode(rc.name.clone(), &rc));
             }
         }
         for c in clusters(&snapshot, Flavor::Grpc) {
@@ -153,7 +155,8 @@ impl Resources {
                 r.endpoints
                     .insert(c.name.clone(), encode(c.name.clone(), &cla));
             }
-            r.clusters.insert(c.name.clone(), encode(c.name.clone(), &c));
+            r.clusters
+                .insert(c.name.clone(), encode(c.name.clone(), &c));
         }
         for c in clusters(&snapshot, Flavor::Envoy) {
             r.envoy_clusters
@@ -173,7 +176,10 @@ impl Resources {
         if let Some(l) = self.client_listeners.get(name) {
             return Some(l.clone());
         }
-        self.gateway_listeners.values().find(|l| l.name == name).cloned()
+        self.gateway_listeners
+            .values()
+            .find(|l| l.name == name)
+            .cloned()
     }
 }
 

@@ -46,14 +46,16 @@ pub(crate) fn service_routes(
             Ok(rm) => routes.push(rt::Route {
                 name: format!("{service}/all"),
                 r#match: Some(rm),
-                action: Some(rt::route::Action::Route(route_action(
-                    service,
-                    svc,
-                    &BTreeMap::new(),
-                    svc.timeout,
-                    svc.retry.as_ref(),
-                )
-                .unwrap_or_default())),
+                action: Some(rt::route::Action::Route(
+                    route_action(
+                        service,
+                        svc,
+                        &BTreeMap::new(),
+                        svc.timeout,
+                        svc.retry.as_ref(),
+                    )
+                    .unwrap_or_default(),
+                )),
                 ..Default::default()
             }),
             Err(e) => warnings.push(format!("services.{service}: route left out: {e}")),
@@ -262,10 +264,12 @@ pub(crate) fn methods_header(methods: &[String]) -> Option<rt::HeaderMatcher> {
     let spec = match methods {
         [] => return None,
         [one] => string_match(m::string_matcher::MatchPattern::Exact(one.clone())),
-        many => string_match(m::string_matcher::MatchPattern::SafeRegex(m::RegexMatcher {
-            regex: many.join("|"),
-            ..Default::default()
-        })),
+        many => string_match(m::string_matcher::MatchPattern::SafeRegex(
+            m::RegexMatcher {
+                regex: many.join("|"),
+                ..Default::default()
+            },
+        )),
     };
     Some(rt::HeaderMatcher {
         name: ":method".into(),
@@ -339,7 +343,13 @@ pub(crate) fn re2(re: &str) -> Result<String, String> {
             b'[' => depth += 1,
             b']' if depth > 0 => depth -= 1,
             b'&' | b'-' | b'~' if depth > 0 && bytes.get(i + 1) == Some(&b) => {
-                let op = if b == b'&' { "&&" } else if b == b'-' { "--" } else { "~~" };
+                let op = if b == b'&' {
+                    "&&"
+                } else if b == b'-' {
+                    "--"
+                } else {
+                    "~~"
+                };
                 return refuse(op);
             }
             _ => {}

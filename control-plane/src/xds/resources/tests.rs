@@ -83,7 +83,10 @@ fn client_listener_is_api_listener_with_rds_and_router() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(m.http_filters.last().unwrap().name, "envoy.filters.http.router");
+    assert_eq!(
+        m.http_filters.last().unwrap().name,
+        "envoy.filters.http.router"
+    );
     assert!(client_listener(&s, "nope").is_none());
 }
 
@@ -95,13 +98,20 @@ fn routes_carry_matchers_split_retry_timeout() {
     assert_eq!(routes.len(), 2);
     let m0 = routes[0].r#match.as_ref().unwrap();
     assert_eq!(m0.headers[0].name, "x-canary");
-    let Some(rt::route::Action::Route(a0)) = &routes[0].action else { panic!() };
+    let Some(rt::route::Action::Route(a0)) = &routes[0].action else {
+        panic!()
+    };
     assert_eq!(
         a0.cluster_specifier,
-        Some(rt::route_action::ClusterSpecifier::Cluster("news/v2".into()))
+        Some(rt::route_action::ClusterSpecifier::Cluster(
+            "news/v2".into()
+        ))
     );
-    let Some(rt::route::Action::Route(a1)) = &routes[1].action else { panic!() };
-    let Some(rt::route_action::ClusterSpecifier::WeightedClusters(w)) = &a1.cluster_specifier else {
+    let Some(rt::route::Action::Route(a1)) = &routes[1].action else {
+        panic!()
+    };
+    let Some(rt::route_action::ClusterSpecifier::WeightedClusters(w)) = &a1.cluster_specifier
+    else {
         panic!("{a1:?}")
     };
     let weights: Vec<(String, u32)> = w
@@ -114,17 +124,26 @@ fn routes_carry_matchers_split_retry_timeout() {
     assert_eq!(m1.headers[0].name, ":method");
     // A31: timeout as max_stream_duration; A44: retry policy.
     assert_eq!(
-        a1.max_stream_duration.unwrap().max_stream_duration.unwrap().seconds,
+        a1.max_stream_duration
+            .unwrap()
+            .max_stream_duration
+            .unwrap()
+            .seconds,
         2
     );
     let r = a1.retry_policy.as_ref().unwrap();
     assert_eq!(r.retry_on, "unavailable,5xx,retriable-status-codes");
     assert_eq!(r.retriable_status_codes, [503]);
     assert_eq!(r.num_retries.unwrap().value, 2);
-    assert_eq!(r.retry_back_off.unwrap().base_interval.unwrap().nanos, 25_000_000);
+    assert_eq!(
+        r.retry_back_off.unwrap().base_interval.unwrap().nanos,
+        25_000_000
+    );
     // A42: hash policy on the header.
     let ring = route_configuration(&s, "ring").unwrap();
-    let Some(rt::route::Action::Route(a)) = &ring.virtual_hosts[0].routes[0].action else { panic!() };
+    let Some(rt::route::Action::Route(a)) = &ring.virtual_hosts[0].routes[0].action else {
+        panic!()
+    };
     assert!(matches!(
         &a.hash_policy[0].policy_specifier,
         Some(rt::route_action::hash_policy::PolicySpecifier::Header(h)) if h.header_name == "x-user"
@@ -150,7 +169,9 @@ fn clusters_are_eds_over_ads_with_policies_per_flavor() {
     let news = &grpc[1];
     assert_eq!(
         news.cluster_discovery_type,
-        Some(cl::cluster::ClusterDiscoveryType::Type(cl::cluster::DiscoveryType::Eds as i32))
+        Some(cl::cluster::ClusterDiscoveryType::Type(
+            cl::cluster::DiscoveryType::Eds as i32
+        ))
     );
     let eds = news.eds_cluster_config.as_ref().unwrap();
     assert_eq!(eds.service_name, "news");
@@ -163,13 +184,32 @@ fn clusters_are_eds_over_ads_with_policies_per_flavor() {
     assert_eq!(od.enforcing_failure_percentage.unwrap().value, 100);
     assert_eq!(od.enforcing_success_rate.unwrap().value, 0);
     assert_eq!(od.max_ejection_percent.unwrap().value, 50);
-    assert!(news.typed_extension_protocol_options.contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
-    assert_eq!(lb_names(news), ["envoy.load_balancing_policies.wrr_locality"]);
+    assert!(
+        news.typed_extension_protocol_options
+            .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+    );
+    assert_eq!(
+        lb_names(news),
+        ["envoy.load_balancing_policies.wrr_locality"]
+    );
     let envoy = clusters(&s, Flavor::Envoy);
-    assert_eq!(lb_names(&envoy[1]), ["envoy.load_balancing_policies.round_robin"]);
-    assert_eq!(lb_names(&grpc[4]), ["envoy.load_balancing_policies.ring_hash"]);
-    assert_eq!(lb_names(&grpc[0]), ["envoy.load_balancing_policies.ring_hash"], "maglev -> ring_hash for gRPC");
-    assert_eq!(lb_names(&envoy[0]), ["envoy.load_balancing_policies.maglev"]);
+    assert_eq!(
+        lb_names(&envoy[1]),
+        ["envoy.load_balancing_policies.round_robin"]
+    );
+    assert_eq!(
+        lb_names(&grpc[4]),
+        ["envoy.load_balancing_policies.ring_hash"]
+    );
+    assert_eq!(
+        lb_names(&grpc[0]),
+        ["envoy.load_balancing_policies.ring_hash"],
+        "maglev -> ring_hash for gRPC"
+    );
+    assert_eq!(
+        lb_names(&envoy[0]),
+        ["envoy.load_balancing_policies.maglev"]
+    );
 }
 
 #[test]
@@ -182,7 +222,10 @@ fn load_assignment_filters_subsets_and_weights_localities() {
     let loc = &v1.endpoints[0];
     assert_eq!(loc.load_balancing_weight.unwrap().value, 3);
     let l = loc.locality.as_ref().unwrap();
-    assert_eq!((l.zone.as_str(), l.sub_zone.as_str()), ("a", "127.0.0.1:8081"));
+    assert_eq!(
+        (l.zone.as_str(), l.sub_zone.as_str()),
+        ("a", "127.0.0.1:8081")
+    );
     assert_eq!(loc.lb_endpoints[0].load_balancing_weight.unwrap().value, 3);
     assert!(load_assignment(&s, "news/v9").is_none());
     assert!(load_assignment(&s, "nope").is_none());
@@ -193,28 +236,56 @@ fn gateway_listener_binds_listen_and_routes_over_rds() {
     let s = snapshot(YAML);
     let l = gateway_listener(&s, "edge").unwrap();
     assert_eq!(l.name, "gateway/edge");
-    assert_eq!(l.address.unwrap(), socket_address("127.0.0.1:10000".parse().unwrap()));
+    assert_eq!(
+        l.address.unwrap(),
+        socket_address("127.0.0.1:10000".parse().unwrap())
+    );
     let f = &l.filter_chains[0].filters[0];
-    let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) = &f.config_type else { panic!() };
+    let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) =
+        &f.config_type
+    else {
+        panic!()
+    };
     let m = hcm_of(any);
-    assert!(matches!(m.route_specifier, Some(hcm::http_connection_manager::RouteSpecifier::Rds(ref r)) if r.route_config_name == "gateway/edge"));
+    assert!(
+        matches!(m.route_specifier, Some(hcm::http_connection_manager::RouteSpecifier::Rds(ref r)) if r.route_config_name == "gateway/edge")
+    );
     let rc = gateway_route_configuration(&s, "edge").unwrap();
     // The service's two routes, under the gateway's `/`.
     assert_eq!(rc.virtual_hosts[0].routes.len(), 2);
-    assert_eq!(NodeKind::classify("x", "edge", &s), NodeKind::Gateway("edge".into()));
+    assert_eq!(
+        NodeKind::classify("x", "edge", &s),
+        NodeKind::Gateway("edge".into())
+    );
     assert_eq!(NodeKind::classify("x", "y", &s), NodeKind::Proxyless);
 }
 
 fn rbac_of(l: &envoy_types::pb::envoy::config::listener::v3::Listener) -> rb::Rbac {
     let f = &l.filter_chains[0].filters[0];
-    let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) = &f.config_type else { panic!() };
+    let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) =
+        &f.config_type
+    else {
+        panic!()
+    };
     let m = hcm_of(any);
     assert_eq!(m.http_filters.len(), 2);
     assert_eq!(m.http_filters[1].name, "envoy.filters.http.router");
-    let Some(hcm::http_filter::ConfigType::TypedConfig(rbac)) = &m.http_filters[0].config_type else { panic!() };
-    let Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc)) = &m.route_specifier else { panic!() };
-    assert!(matches!(rc.virtual_hosts[0].routes[0].action, Some(rt::route::Action::NonForwardingAction(_))));
-    RbacFilter::decode(rbac.value.as_slice()).unwrap().rules.unwrap()
+    let Some(hcm::http_filter::ConfigType::TypedConfig(rbac)) = &m.http_filters[0].config_type
+    else {
+        panic!()
+    };
+    let Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc)) = &m.route_specifier
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        rc.virtual_hosts[0].routes[0].action,
+        Some(rt::route::Action::NonForwardingAction(_))
+    ));
+    RbacFilter::decode(rbac.value.as_slice())
+        .unwrap()
+        .rules
+        .unwrap()
 }
 
 #[test]
@@ -222,8 +293,14 @@ fn server_listener_carries_intentions_as_rbac() {
     let s = snapshot(YAML);
     let name = format!("{SERVER_LISTENER_PREFIX}127.0.0.1:8081");
     let l = server_listener(&s, &name).unwrap();
-    assert_eq!(l.address.clone().unwrap(), socket_address("127.0.0.1:8081".parse().unwrap()));
-    assert_eq!(service_at(&s, "0.0.0.0:8082".parse().unwrap()).as_deref(), Some("news"));
+    assert_eq!(
+        l.address.clone().unwrap(),
+        socket_address("127.0.0.1:8081".parse().unwrap())
+    );
+    assert_eq!(
+        service_at(&s, "0.0.0.0:8082".parse().unwrap()).as_deref(),
+        Some("news")
+    );
     let rules = rbac_of(&l);
     assert_eq!(rules.action, rb::rbac::Action::Allow as i32);
     let mut keys: Vec<&String> = rules.policies.keys().collect();
@@ -248,7 +325,9 @@ fn server_listener_carries_intentions_as_rbac() {
     assert_eq!(keys, ["source *", "source default/prometheus"]);
     let perm = &rules.policies["source default/prometheus"].permissions[0];
     // allow /metrics GET unless /admin; default allow for the rest.
-    let Some(rb::permission::Rule::OrRules(set)) = &perm.rule else { panic!("{perm:?}") };
+    let Some(rb::permission::Rule::OrRules(set)) = &perm.rule else {
+        panic!("{perm:?}")
+    };
     assert_eq!(set.rules.len(), 2);
     assert!(server_listener(&s, "grpc/server?xds.resource.listening_address=bad").is_none());
 }
@@ -260,7 +339,10 @@ fn resources_table_and_listener_lookup() {
     assert!(r.routes.contains_key("news") && r.routes.contains_key("gateway/edge"));
     assert!(r.listener("news").is_some());
     assert!(r.listener("gateway/edge").is_some());
-    assert!(r.listener(&format!("{SERVER_LISTENER_PREFIX}127.0.0.1:8081")).is_some());
+    assert!(
+        r.listener(&format!("{SERVER_LISTENER_PREFIX}127.0.0.1:8081"))
+            .is_some()
+    );
     assert!(r.listener("nope").is_none());
     assert_eq!(r.clusters.len(), r.envoy_clusters.len());
     assert_eq!(r.endpoints.len(), r.clusters.len());
@@ -283,8 +365,16 @@ services:
 "#;
     let s = snapshot(yaml);
     let w = warnings(&s);
-    assert!(w.iter().any(|l| l.contains("services.s.load_balancer") && l.contains("maglev")), "{w:?}");
-    assert!(w.iter().any(|l| l.starts_with("services.s.routes[0]") && l.contains("RE2")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|l| l.contains("services.s.load_balancer") && l.contains("maglev")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("services.s.routes[0]") && l.contains("RE2")),
+        "{w:?}"
+    );
     // The bad route is left out; the other is served.
     let rc = route_configuration(&s, "s").unwrap();
     assert_eq!(rc.virtual_hosts[0].routes.len(), 1);

@@ -28,19 +28,19 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
             )),
             _ => {}
         }
-        if let Some(o) = &svc.outlier_detection {
-            if o.slow_start.is_some() {
-                out.push(format!(
-                    "{at}.outlier_detection.slow_start: honoured by Envoy, ignored by stock gRPC clients"
-                ));
-            }
+        if let Some(o) = &svc.outlier_detection
+            && o.slow_start.is_some()
+        {
+            out.push(format!(
+                "{at}.outlier_detection.slow_start: honoured by Envoy, ignored by stock gRPC clients"
+            ));
         }
-        if let Some(r) = &svc.retry {
-            if r.budget != Default::default() {
-                out.push(format!(
-                    "{at}.retry.budget: not expressible in xDS route retry policies; Envoy and gRPC clients retry without it"
-                ));
-            }
+        if let Some(r) = &svc.retry
+            && r.budget != Default::default()
+        {
+            out.push(format!(
+                "{at}.retry.budget: not expressible in xDS route retry policies; Envoy and gRPC clients retry without it"
+            ));
         }
         out.extend(service_routes(name, svc, None).1);
         for (i, r) in svc.routes.iter().enumerate() {
@@ -51,7 +51,10 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
         for (i, r) in gw.routes.iter().enumerate() {
             let at = format!("gateways.{name}.routes[{i}]");
             if !config.services.contains_key(&r.service) {
-                out.push(format!("{at}: service {:?} is not defined; route left out", r.service));
+                out.push(format!(
+                    "{at}: service {:?} is not defined; route left out",
+                    r.service
+                ));
             }
             regex_warnings(&format!("{at}.match"), &r.matches, &mut out);
         }
@@ -79,16 +82,16 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
 }
 
 fn regex_warnings(at: &str, m: &RouteMatch, out: &mut Vec<String>) {
-    if let Some(PathMatch::Regex(r)) = &m.path {
-        if let Err(e) = re2(r) {
-            out.push(format!("{at}.path_regex: {e}"));
-        }
+    if let Some(PathMatch::Regex(r)) = &m.path
+        && let Err(e) = re2(r)
+    {
+        out.push(format!("{at}.path_regex: {e}"));
     }
     for h in &m.headers {
-        if let HeaderValueMatch::Regex(r) = &h.value {
-            if let Err(e) = re2(r) {
-                out.push(format!("{at}.headers.{}: {e}", h.name));
-            }
+        if let HeaderValueMatch::Regex(r) = &h.value
+            && let Err(e) = re2(r)
+        {
+            out.push(format!("{at}.headers.{}: {e}", h.name));
         }
     }
 }
