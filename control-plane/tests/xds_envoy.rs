@@ -202,6 +202,41 @@ async fn envoy_gateway_follows_split_and_changes() {
     );
     assert!(node.user_agent.starts_with("envoy"), "{}", node.user_agent);
     assert!(node.acked.len() >= 2, "acked {:?}", node.acked);
-    drop(envoy);
+
+    // Restart of the control plane (client half): while it is down Envoy
+    // keeps its last config (fail static); a new server on the same address
+    // gets Envoy back, which resubscribes and follows the new state.
+    let addr = xds.addr;
     xds.shutdown().await;
+    let got = counts(&client, listen, 20).await;
+    assert_eq!(
+        got.get("c"),
+        Some(&20),
+        "Envoy kept serving while the control plane was down: {got:?}"
+    );
+    let restarted = Xds::start_on(addr, &yaml(listen, a, c, "{ v1: 100 }"), BTreeMap::new()).await;
+    let took = time_until(
+        &client,
+        listen,
+        &["a"],
+        20,
+        Instant::now(),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert!(
+        took.is_some(),
+        "Envoy never reconnected to the restarted control plane; log:\n{}",
+        envoy.log()
+    );
+    eprintln!("control plane restarted -> Envoy resubscribed and moved traffic after {took:?}");
+    let nodes = restarted.status.nodes();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.node_id == "edge" && n.last_nack.is_none()),
+        "{nodes:?}"
+    );
+    drop(envoy);
+    restarted.shutdown().await;
 }

@@ -266,3 +266,96 @@ fn collect(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use mesh_core::config::{Format, parse_str};
+
+    use super::*;
+    use crate::state::Snapshot;
+
+    fn resources(yaml: &str, version: u64) -> Resources {
+        Resources::build(Arc::new(Snapshot {
+            version,
+            config: Arc::new(parse_str(yaml, Format::Yaml, "t.yaml").unwrap()),
+            ..Default::default()
+        }))
+    }
+
+    const YAML: &str = "services:\n  web:\n    endpoints: [ { address: 127.0.0.1:1 } ]\ngateways:\n  edge:\n    listen: 127.0.0.1:10000\n    routes: [ { match: { path_prefix: / }, service: web } ]\n";
+
+    fn req(id: &str, agent: &str, type_url: &str, names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
+            node: Some(Node {
+                id: id.into(),
+                user_agent_name: agent.into(),
+                ..Default::default()
+            }),
+            type_url: type_url.into(),
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gateway_node_gets_its_listener_by_wildcard_others_nothing() {
+        let res = resources(YAML, 1);
+        let status = XdsStatus::default();
+        let mut envoy = AdsStream::new(1);
+        let r = envoy
+            .on_request(req("edge", "envoy", LISTENER_TYPE, &[]), &res, &status)
+            .unwrap();
+        assert_eq!(r.resources.len(), 1);
+        let mut other = AdsStream::new(2);
+        let r = other
+            .on_request(req("x", "grpc", LISTENER_TYPE, &[]), &res, &status)
+            .unwrap();
+        assert!(r.resources.is_empty());
+        assert_eq!(status.nodes().len(), 2);
+    }
+
+    #[test]
+    fn envoy_nodes_get_envoy_clusters() {
+        let res = resources(YAML, 1);
+        let status = XdsStatus::default();
+        let mut envoy = AdsStream::new(1);
+        let a = envoy
+            .on_request(req("e", "envoy", CLUSTER_TYPE, &[]), &res, &status)
+            .unwrap();
+        let mut grpc = AdsStream::new(2);
+        let b = grpc
+            .on_request(req("g", "gRPC Python", CLUSTER_TYPE, &[]), &res, &status)
+            .unwrap();
+        assert_eq!(a.resources[0], res.envoy_clusters["web"].any);
+        assert_eq!(b.resources[0], res.clusters["web"].any);
+        assert_ne!(a.resources[0], b.resources[0]);
+    }
+
+    #[test]
+    fn versions_stay_when_content_does_not_change() {
+        let status = XdsStatus::default();
+        let mut s = AdsStream::new(1);
+        let r1 = resources(YAML, 1);
+        let first = s
+            .on_request(req("g", "grpc", CLUSTER_TYPE, &["web"]), &r1, &status)
+            .unwrap();
+        assert_eq!(first.version_info, "1");
+        // Same content at snapshot 2: nothing pushed.
+        assert!(s.on_publish(&resources(YAML, 2)).is_empty());
+        // Changed content at snapshot 3: pushed with version 3, new nonce.
+        let changed = YAML.replace("127.0.0.1:1", "127.0.0.1:2");
+        let pushed = s.on_publish(&resources(&changed, 3));
+        assert_eq!(pushed.len(), 0, "CDS content does not hold addresses");
+        let mut e = AdsStream::new(2);
+        let first = e
+            .on_request(req("g", "grpc", ENDPOINT_TYPE, &["web"]), &r1, &status)
+            .unwrap();
+        let pushed = e.on_publish(&resources(&changed, 3));
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(pushed[0].version_info, "3");
+        assert_ne!(pushed[0].nonce, first.nonce);
+    }
+}

@@ -166,9 +166,9 @@ impl Resources {
         r
     }
 
-    /// The listener named `name` for a node of `kind`: a server listener
-    /// (template name), a client's api listener (service name), or a
-    /// gateway listener by its listener name.
+    /// The listener named `name`: a server listener (template name), a
+    /// client's api listener (service name), or a gateway listener by its
+    /// listener name (`gateway/<name>`).
     pub fn listener(&self, name: &str) -> Option<Encoded> {
         if name.starts_with(SERVER_LISTENER_PREFIX) {
             return server_listener(&self.snapshot, name).map(|l| encode(name.to_string(), &l));
