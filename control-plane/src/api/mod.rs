@@ -1,0 +1,1 @@
+//! REST API (stub during store build).

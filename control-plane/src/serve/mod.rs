@@ -1,0 +1,1 @@
+//! serve (stub during store build).
