@@ -9,6 +9,7 @@
 //! | module | role |
 //! | --- | --- |
 //! | [`cmd`] | the subcommands |
+//! | [`client`] | the CLI's HTTP client of the REST API |
 //! | [`state`] | the snapshot the xDS server serves, and what xDS reports back |
 //! | [`store`] | SQLite persistence |
 //! | [`api`] | REST API under `/api/v1` |
@@ -16,6 +17,7 @@
 //! | [`serve`] | `meshctl serve`: wires store, API and xDS together |
 
 pub mod api;
+pub mod client;
 pub mod cmd;
 pub mod serve;
 pub mod state;

@@ -1,9 +1,137 @@
-//! One module per subcommand.
+//! One module per subcommand, and what the API commands share: the server
+//! flags, the output format, tables, and how failures map to exit codes.
 
+pub mod apply;
+pub mod get;
+pub mod intention;
+pub mod register;
 pub mod resolve;
+pub mod serve;
 pub mod validate;
 
-/// Exit code for invalid input (bad config, nothing resolved).
+use std::future::Future;
+use std::process::ExitCode;
+
+use crate::api::error_chain;
+use crate::client::{Client, ClientError, Response};
+
+/// Exit code for invalid input (bad config, nothing resolved, a request the
+/// control plane refused).
 pub const EXIT_INVALID: u8 = 1;
-/// Exit code for usage and I/O errors.
+/// Exit code for usage and I/O errors (including an unreachable server).
 pub const EXIT_ERROR: u8 = 2;
+
+/// Where the control plane is, for every API command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The control plane's URL.
+    #[arg(long, global = true, env = "MESH_CP_URL", default_value = "http://127.0.0.1:15000")]
+    pub server: String,
+    /// Bearer token for writes (when the control plane has one).
+    #[arg(long, global = true, env = "MESH_CP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// How API commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// Runs an API command on a fresh current-thread runtime with a client of
+/// `server`.
+pub(crate) fn with_client<F, Fut>(server: &ServerArgs, f: F) -> ExitCode
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let client = match Client::new(&server.server, server.token.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshctl: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f(client)),
+        Err(e) => {
+            eprintln!("meshctl: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The request never got an answer: exit 2.
+pub(crate) fn request_failed(e: &ClientError) -> ExitCode {
+    eprintln!("meshctl: {}", error_chain(e));
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// The control plane refused: its message, exit 1 (2 for server errors).
+pub(crate) fn refused(resp: &Response) -> ExitCode {
+    eprintln!("meshctl: {}", resp.error_message());
+    if resp.status.is_server_error() {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::from(EXIT_INVALID)
+    }
+}
+
+/// Prints `value` as pretty JSON.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(_) => println!("{value}"),
+    }
+}
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table(headers, rows));
+}
+
+/// The text of [`print_table`].
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        let last = cells.len().saturating_sub(1);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 2));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns() {
+        let t = super::table(
+            &["NAME", "N"],
+            &[vec!["news".into(), "3".into()], vec!["a".into(), "10".into()]],
+        );
+        assert_eq!(t, "NAME  N\nnews  3\na     10\n");
+    }
+}
