@@ -192,6 +192,18 @@ impl Cp {
         body
     }
 
+    /// `GET path` -> text (asserting 200).
+    pub fn get_text(&self, path: &str) -> String {
+        let client = Client::new(&self.url, None).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let resp = rt.block_on(client.get(path)).expect("request");
+        assert_eq!(resp.status, StatusCode::OK, "GET {path}");
+        String::from_utf8_lossy(&resp.body).into_owned()
+    }
+
     /// `method path` with a JSON body, no token.
     pub fn json(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
         self.http(method, path, Some(("application/json", body)), None)
