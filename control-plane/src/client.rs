@@ -78,7 +78,11 @@ impl Response {
     pub fn error_message(&self) -> String {
         let v = self.json();
         let Some(error) = v.get("error").and_then(Value::as_str) else {
-            return format!("{}: {}", self.status, String::from_utf8_lossy(&self.body).trim());
+            return format!(
+                "{}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body).trim()
+            );
         };
         let mut out = error.to_string();
         for e in v["errors"].as_array().into_iter().flatten() {

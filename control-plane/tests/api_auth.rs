@@ -54,6 +54,10 @@ fn writes_need_the_token() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cp.run(&["get", "services", "--server", "http://127.0.0.1:1"]);
-    assert_eq!(out.status.code(), Some(2), "--server overrides MESH_CP_URL; unreachable is 2");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--server overrides MESH_CP_URL; unreachable is 2"
+    );
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
 }

@@ -41,7 +41,11 @@ fn intentions_crud() {
     assert_eq!(one["permissions"][0]["methods"][0], "GET");
 
     // Upsert creates; `*` works as a path segment.
-    let (status, body) = cp.json(Method::PUT, "/api/v1/intentions/*/news", r#"{"action":"deny"}"#);
+    let (status, body) = cp.json(
+        Method::PUT,
+        "/api/v1/intentions/*/news",
+        r#"{"action":"deny"}"#,
+    );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["created"], true);
 
@@ -53,17 +57,33 @@ fn intentions_crud() {
     assert_eq!(config["config"]["intentions"], list["intentions"]);
 
     // Invalid: 400 with paths relative to the intention; nothing changes.
-    let (status, body) = cp.json(Method::PUT, "/api/v1/intentions/app-ui/news", r#"{"action":"maybe"}"#);
+    let (status, body) = cp.json(
+        Method::PUT,
+        "/api/v1/intentions/app-ui/news",
+        r#"{"action":"maybe"}"#,
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["errors"][0]["path"], "action", "{body}");
-    let (status, body) = cp.json(Method::PUT, "/api/v1/intentions/app-ui/news", r#"{"source":"other","action":"deny"}"#);
+    let (status, body) = cp.json(
+        Method::PUT,
+        "/api/v1/intentions/app-ui/news",
+        r#"{"source":"other","action":"deny"}"#,
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = cp.json(Method::POST, "/api/v1/intentions", r#"{"source":"Not A Name","destination":"news","action":"deny"}"#);
+    let (status, body) = cp.json(
+        Method::POST,
+        "/api/v1/intentions",
+        r#"{"source":"Not A Name","destination":"news","action":"deny"}"#,
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["errors"][0]["path"], "source", "{body}");
     let (status, body) = cp.json(Method::POST, "/api/v1/intentions", r#"{"action":"deny"}"#);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "source and destination");
+    assert_eq!(
+        body["errors"].as_array().unwrap().len(),
+        2,
+        "source and destination"
+    );
     assert_eq!(cp.get("/api/v1/config")["version"], 3, "nothing changed");
 
     let (status, _) = cp.http(Method::DELETE, "/api/v1/intentions/*/news", None, None);
@@ -72,7 +92,13 @@ fn intentions_crud() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = cp.http(Method::GET, "/api/v1/intentions/*/news", None, None);
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(cp.get("/api/v1/intentions")["intentions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        cp.get("/api/v1/intentions")["intentions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -104,7 +130,11 @@ fn intention_cli() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["intentions"].as_array().unwrap().len(), 2);
 
-    assert!(cp.run(&["intention", "delete", "web", "news"]).status.success());
+    assert!(
+        cp.run(&["intention", "delete", "web", "news"])
+            .status
+            .success()
+    );
     let out = cp.run(&["intention", "delete", "web", "news"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));

@@ -18,7 +18,11 @@ fn discovered(cp: &Cp) -> (u64, Vec<String>) {
     let snap = cp.get("/api/v1/snapshot");
     let addrs = snap["discovered"]["news"]
         .as_array()
-        .map(|a| a.iter().map(|e| e["address"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["address"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     (snap["version"].as_u64().unwrap(), addrs)
 }
@@ -57,7 +61,10 @@ fn registration_with_ttl_expires_and_the_snapshot_changes() {
     let (status, _) = cp.http(Method::GET, "/api/v1/services/news", None, None);
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing left of the service");
     let metrics = cp.get_text("/metrics");
-    assert!(metrics.contains("mesh_cp_registered_endpoints 0"), "{metrics}");
+    assert!(
+        metrics.contains("mesh_cp_registered_endpoints 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -65,7 +72,10 @@ fn heartbeats_and_re_registration_renew() {
     let dir = tempfile::tempdir().unwrap();
     let cp = Cp::start(dir.path(), &[]);
     let body = r#"{"address":"127.0.0.1:9001","ttl":"2s"}"#;
-    assert_eq!(cp.json(Method::PUT, &format!("{EP}/a"), body).0, StatusCode::CREATED);
+    assert_eq!(
+        cp.json(Method::PUT, &format!("{EP}/a"), body).0,
+        StatusCode::CREATED
+    );
     let (v1, _) = discovered(&cp);
     // 4 s of life on a 2 s TTL, renewed every 500 ms by heartbeat or re-PUT.
     for i in 0..8 {
@@ -86,7 +96,11 @@ fn heartbeats_and_re_registration_renew() {
     assert_eq!(v1, v2, "renewals that change nothing publish nothing");
 
     // A re-registration that changes the endpoint publishes.
-    let (status, resp) = cp.json(Method::PUT, &format!("{EP}/a"), r#"{"address":"127.0.0.1:9001","weight":7,"ttl":"2s"}"#);
+    let (status, resp) = cp.json(
+        Method::PUT,
+        &format!("{EP}/a"),
+        r#"{"address":"127.0.0.1:9001","weight":7,"ttl":"2s"}"#,
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["outcome"], "changed");
     assert!(discovered(&cp).0 > v2);
@@ -105,7 +119,12 @@ fn bad_registrations_are_400_with_field_names() {
     let dir = tempfile::tempdir().unwrap();
     let cp = Cp::start(dir.path(), &[]);
     let fields = |body: &Value| -> Vec<String> {
-        body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect()
+        body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect()
     };
     let (status, body) = cp.json(
         Method::PUT,
@@ -130,7 +149,11 @@ fn bad_registrations_are_400_with_field_names() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{payload}");
         assert_eq!(fields(&body), [field], "{payload}: {body}");
     }
-    let (status, body) = cp.json(Method::PUT, "/api/v1/services/Bad_Name/endpoints/a", r#"{"address":"127.0.0.1:1"}"#);
+    let (status, body) = cp.json(
+        Method::PUT,
+        "/api/v1/services/Bad_Name/endpoints/a",
+        r#"{"address":"127.0.0.1:1"}"#,
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(fields(&body), ["service"]);
     let (status, _) = cp.json(Method::PUT, &format!("{EP}/a"), "not json");
@@ -138,8 +161,20 @@ fn bad_registrations_are_400_with_field_names() {
     assert!(discovered(&cp).1.is_empty(), "nothing registered");
 
     // One address, one id.
-    assert_eq!(cp.json(Method::PUT, &format!("{EP}/a"), r#"{"address":"127.0.0.1:1"}"#).0, StatusCode::CREATED);
-    let (status, body) = cp.json(Method::PUT, &format!("{EP}/b"), r#"{"address":"127.0.0.1:1"}"#);
+    assert_eq!(
+        cp.json(
+            Method::PUT,
+            &format!("{EP}/a"),
+            r#"{"address":"127.0.0.1:1"}"#
+        )
+        .0,
+        StatusCode::CREATED
+    );
+    let (status, body) = cp.json(
+        Method::PUT,
+        &format!("{EP}/b"),
+        r#"{"address":"127.0.0.1:1"}"#,
+    );
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     // The CLI says the same, exit 1.
@@ -147,18 +182,38 @@ fn bad_registrations_are_400_with_field_names() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("address:"), "{}", stderr(&out));
     assert!(stderr(&out).contains("weight:"), "{}", stderr(&out));
-    let out = cp.run(&["register", "news", "127.0.0.1:2", "--ttl", "30s", "--zone", "z"]);
+    let out = cp.run(&[
+        "register",
+        "news",
+        "127.0.0.1:2",
+        "--ttl",
+        "30s",
+        "--zone",
+        "z",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cp.run(&["get", "endpoints", "news"]);
-    let line = stdout(&out).lines().find(|l| l.starts_with("127.0.0.1:2 ")).map(str::to_string).unwrap();
-    assert!(line.contains("registered") && line.contains("30s"), "{line}");
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:2 "))
+        .map(str::to_string)
+        .unwrap();
+    assert!(
+        line.contains("registered") && line.contains("30s"),
+        "{line}"
+    );
 }
 
 #[test]
 fn unknown_routes_and_services_are_404() {
     let dir = tempfile::tempdir().unwrap();
     let cp = Cp::start(dir.path(), &[]);
-    for path in ["/api/v1/services/ghost", "/api/v1/nothing", "/api/v1/config/versions/4", "/api/v1/intentions/a/b"] {
+    for path in [
+        "/api/v1/services/ghost",
+        "/api/v1/nothing",
+        "/api/v1/config/versions/4",
+        "/api/v1/intentions/a/b",
+    ] {
         let (status, body) = cp.http(Method::GET, path, None, None);
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(body["error"].is_string(), "{path}: {body}");

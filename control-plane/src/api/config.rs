@@ -58,8 +58,9 @@ pub(crate) async fn put_config(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request(vec![ApiError::field("", format!("body is not UTF-8: {e}"))]))?;
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::bad_request(vec![ApiError::field("", format!("body is not UTF-8: {e}"))])
+    })?;
     let format = body_format(&headers);
     let applied = st.control.apply(text, format, "apply")?;
     let (config, _, _) = st.control.config();

@@ -73,7 +73,9 @@ pub(crate) async fn create(
     let ((), version) = result.map_err(|e| change_error(e, index))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "config_version": version, "source": source, "destination": destination, "created": true })),
+        Json(
+            json!({ "config_version": version, "source": source, "destination": destination, "created": true }),
+        ),
     ))
 }
 
@@ -90,7 +92,9 @@ pub(crate) async fn upsert(
             Some(Value::String(s)) if s == want => {}
             Some(other) => errors.push(ApiError::field(
                 name,
-                format!("{other} differs from the URL's `{want}` (leave it out, or make them equal)"),
+                format!(
+                    "{other} differs from the URL's `{want}` (leave it out, or make them equal)"
+                ),
             )),
         }
     }
@@ -118,7 +122,9 @@ pub(crate) async fn upsert(
         }
     });
     let (created, version) = result.map_err(|e| change_error(e, index))?;
-    Ok(Json(json!({ "config_version": version, "source": source, "destination": destination, "created": created })))
+    Ok(Json(
+        json!({ "config_version": version, "source": source, "destination": destination, "created": created }),
+    ))
 }
 
 pub(crate) async fn delete(
@@ -127,9 +133,8 @@ pub(crate) async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let origin = format!("intention delete {source} -> {destination}");
     let ((), version) = st.control.edit_config(&origin, |cfg, json| {
-        let i = position(cfg, &source, &destination).ok_or_else(|| {
-            ChangeError::NotFound(format!("intention {source} -> {destination}"))
-        })?;
+        let i = position(cfg, &source, &destination)
+            .ok_or_else(|| ChangeError::NotFound(format!("intention {source} -> {destination}")))?;
         if let Some(list) = json["intentions"].as_array_mut()
             && i < list.len()
         {
@@ -137,7 +142,9 @@ pub(crate) async fn delete(
         }
         Ok(())
     })?;
-    Ok(Json(json!({ "config_version": version, "source": source, "destination": destination, "deleted": true })))
+    Ok(Json(
+        json!({ "config_version": version, "source": source, "destination": destination, "deleted": true }),
+    ))
 }
 
 fn position(cfg: &MeshConfig, source: &str, destination: &str) -> Option<usize> {

@@ -32,19 +32,49 @@ pub(crate) async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     let registered = st.control.registrations().len();
     let discovered: usize = snapshot.discovered.values().map(Vec::len).sum();
     let gauges = [
-        ("mesh_cp_snapshot_version", "Version of the snapshot being served.", snapshot.version),
-        ("mesh_cp_config_version", "Running config version (0: none applied).", snapshot.config_version),
-        ("mesh_cp_services", "Services in the running config.", as_u64(snapshot.config.services.len())),
-        ("mesh_cp_intentions", "Intentions in the running config.", as_u64(snapshot.config.intentions.len())),
-        ("mesh_cp_registered_endpoints", "Live endpoints registered through the API.", as_u64(registered)),
-        ("mesh_cp_discovered_endpoints", "Registered and DNS endpoints in the snapshot.", as_u64(discovered)),
+        (
+            "mesh_cp_snapshot_version",
+            "Version of the snapshot being served.",
+            snapshot.version,
+        ),
+        (
+            "mesh_cp_config_version",
+            "Running config version (0: none applied).",
+            snapshot.config_version,
+        ),
+        (
+            "mesh_cp_services",
+            "Services in the running config.",
+            as_u64(snapshot.config.services.len()),
+        ),
+        (
+            "mesh_cp_intentions",
+            "Intentions in the running config.",
+            as_u64(snapshot.config.intentions.len()),
+        ),
+        (
+            "mesh_cp_registered_endpoints",
+            "Live endpoints registered through the API.",
+            as_u64(registered),
+        ),
+        (
+            "mesh_cp_discovered_endpoints",
+            "Registered and DNS endpoints in the snapshot.",
+            as_u64(discovered),
+        ),
     ];
     let mut out = render_xds(&st.status.stats);
     for (name, help, value) in gauges {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        );
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

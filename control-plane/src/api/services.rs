@@ -79,9 +79,15 @@ pub(crate) async fn one(
         .collect();
     let cfg = snapshot.config.services.get(&service);
     if cfg.is_none() && registered.is_empty() {
-        return Err(ApiError::not_found(format!("service `{service}` not found")));
+        return Err(ApiError::not_found(format!(
+            "service `{service}` not found"
+        )));
     }
-    let dns = st.control.dns_endpoints().remove(&service).unwrap_or_default();
+    let dns = st
+        .control
+        .dns_endpoints()
+        .remove(&service)
+        .unwrap_or_default();
     let now = SystemTime::now();
     let endpoints: Vec<Value> = snapshot
         .endpoints(&service)
@@ -156,9 +162,12 @@ pub(crate) async fn register(
         }
     };
     let mut v = endpoint_json(&reg.endpoint);
-    if let Some(r) = st.control.registrations().iter().find(|r| {
-        r.registration.service == reg.service && r.registration.id == reg.id
-    }) {
+    if let Some(r) = st
+        .control
+        .registrations()
+        .iter()
+        .find(|r| r.registration.service == reg.service && r.registration.id == reg.id)
+    {
         registration_fields(&mut v, r, SystemTime::now());
     }
     v["service"] = json!(service);
@@ -184,7 +193,9 @@ pub(crate) async fn deregister(
     Path((service, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     if st.control.deregister(&service, &id)? {
-        Ok(Json(json!({ "service": service, "id": id, "deregistered": true })))
+        Ok(Json(
+            json!({ "service": service, "id": id, "deregistered": true }),
+        ))
     } else {
         Err(ApiError::not_found(format!(
             "endpoint `{id}` of `{service}` not found"
@@ -240,7 +251,10 @@ pub(crate) fn parse_registration(
     }
     let address = match obj.get("address") {
         None => {
-            errors.push(ApiError::field("address", "required, e.g. \"127.0.0.1:8080\""));
+            errors.push(ApiError::field(
+                "address",
+                "required, e.g. \"127.0.0.1:8080\"",
+            ));
             None
         }
         Some(Value::String(s)) => match s.parse::<SocketAddr>() {
@@ -258,7 +272,10 @@ pub(crate) fn parse_registration(
             }
         },
         Some(other) => {
-            errors.push(ApiError::field("address", format!("expected a string, got {other}")));
+            errors.push(ApiError::field(
+                "address",
+                format!("expected a string, got {other}"),
+            ));
             None
         }
     };
@@ -279,7 +296,10 @@ pub(crate) fn parse_registration(
         None | Some(Value::Null) => None,
         Some(Value::String(z)) if !z.is_empty() => Some(z.clone()),
         Some(other) => {
-            errors.push(ApiError::field("zone", format!("expected a non-empty string, got {other}")));
+            errors.push(ApiError::field(
+                "zone",
+                format!("expected a non-empty string, got {other}"),
+            ));
             None
         }
     };
@@ -309,7 +329,10 @@ pub(crate) fn parse_registration(
         Some(Value::String(s)) => match parse_duration(s) {
             Ok(d) if (MIN_TTL..=MAX_TTL).contains(&d) => Some(d),
             Ok(_) => {
-                errors.push(ApiError::field("ttl", format!("must be between 1s and 24h, got {s}")));
+                errors.push(ApiError::field(
+                    "ttl",
+                    format!("must be between 1s and 24h, got {s}"),
+                ));
                 None
             }
             Err(e) => {

@@ -8,7 +8,9 @@ use http::{Method, StatusCode};
 use mesh_core::config::Format;
 use serde_json::{Value, json};
 
-use super::{EXIT_ERROR, EXIT_INVALID, Output, ServerArgs, print_json, refused, request_failed, with_client};
+use super::{
+    EXIT_ERROR, EXIT_INVALID, Output, ServerArgs, print_json, refused, request_failed, with_client,
+};
 
 /// Arguments of `meshctl apply`.
 #[derive(Debug, clap::Args)]
@@ -52,7 +54,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     with_client(&args.server, |client| async move {
         let resp = match client
-            .request(Method::PUT, "/api/v1/config", Some((content_type, Bytes::from(text))))
+            .request(
+                Method::PUT,
+                "/api/v1/config",
+                Some((content_type, Bytes::from(text))),
+            )
             .await
         {
             Ok(r) => r,
@@ -68,7 +74,10 @@ pub fn run(args: Args) -> ExitCode {
                 eprintln!("{}", located(&origin, e));
             }
             let n = errors.len();
-            eprintln!("{origin}: invalid: {n} error{}; nothing changed", if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{origin}: invalid: {n} error{}; nothing changed",
+                if n == 1 { "" } else { "s" }
+            );
             return ExitCode::from(EXIT_INVALID);
         }
         if !resp.status.is_success() {
@@ -122,7 +131,11 @@ pub struct RollbackArgs {
 pub fn rollback(args: RollbackArgs) -> ExitCode {
     with_client(&args.server, |client| async move {
         let resp = match client
-            .send_json(Method::POST, "/api/v1/config/rollback", &json!({ "version": args.target }))
+            .send_json(
+                Method::POST,
+                "/api/v1/config/rollback",
+                &json!({ "version": args.target }),
+            )
             .await
         {
             Ok(r) => r,

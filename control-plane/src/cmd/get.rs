@@ -90,12 +90,25 @@ fn print_human(what: &What, body: &Value) {
                         text(&s["static"]),
                         text(&s["registered"]),
                         text(&s["discovered_by_dns"]),
-                        if s["in_config"] == Value::Bool(true) { "yes" } else { "no" }.to_string(),
+                        if s["in_config"] == Value::Bool(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                        .to_string(),
                     ]
                 })
                 .collect();
             print_table(
-                &["NAME", "PROTOCOL", "ENDPOINTS", "STATIC", "REGISTERED", "DNS", "IN-CONFIG"],
+                &[
+                    "NAME",
+                    "PROTOCOL",
+                    "ENDPOINTS",
+                    "STATIC",
+                    "REGISTERED",
+                    "DNS",
+                    "IN-CONFIG",
+                ],
                 &rows,
             );
         }
@@ -129,7 +142,16 @@ fn print_human(what: &What, body: &Value) {
                 })
                 .collect();
             print_table(
-                &["ADDRESS", "WEIGHT", "ZONE", "STATE", "ID", "TTL", "EXPIRES-IN", "LABELS"],
+                &[
+                    "ADDRESS",
+                    "WEIGHT",
+                    "ZONE",
+                    "STATE",
+                    "ID",
+                    "TTL",
+                    "EXPIRES-IN",
+                    "LABELS",
+                ],
                 &rows,
             );
         }
@@ -165,7 +187,11 @@ fn print_human(what: &What, body: &Value) {
             let rows: Vec<Vec<String>> = items(&body["versions"])
                 .iter()
                 .map(|v| {
-                    let mark = if v["version"].as_u64() == current { "*" } else { "" };
+                    let mark = if v["version"].as_u64() == current {
+                        "*"
+                    } else {
+                        ""
+                    };
                     vec![
                         format!("{}{mark}", text(&v["version"])),
                         text(&v["created"]),

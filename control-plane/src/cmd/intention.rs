@@ -67,7 +67,8 @@ pub fn run(args: Args) -> ExitCode {
         } => {
             let action = if allow { "allow" } else { "deny" };
             with_client(&server, |client| async move {
-                let body = json!({ "source": source, "destination": destination, "action": action });
+                let body =
+                    json!({ "source": source, "destination": destination, "action": action });
                 let resp = if replace {
                     let path = format!(
                         "/api/v1/intentions/{}/{}",
@@ -76,7 +77,9 @@ pub fn run(args: Args) -> ExitCode {
                     );
                     client.send_json(Method::PUT, &path, &body).await
                 } else {
-                    client.send_json(Method::POST, "/api/v1/intentions", &body).await
+                    client
+                        .send_json(Method::POST, "/api/v1/intentions", &body)
+                        .await
                 };
                 let resp = match resp {
                     Ok(r) => r,

@@ -25,7 +25,12 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// The control plane's URL.
-    #[arg(long, global = true, env = "MESH_CP_URL", default_value = "http://127.0.0.1:15000")]
+    #[arg(
+        long,
+        global = true,
+        env = "MESH_CP_URL",
+        default_value = "http://127.0.0.1:15000"
+    )]
     pub server: String,
     /// Bearer token for writes (when the control plane has one).
     #[arg(long, global = true, env = "MESH_CP_TOKEN", hide_env_values = true)]
@@ -130,7 +135,10 @@ mod tests {
     fn table_aligns_columns() {
         let t = super::table(
             &["NAME", "N"],
-            &[vec!["news".into(), "3".into()], vec!["a".into(), "10".into()]],
+            &[
+                vec!["news".into(), "3".into()],
+                vec!["a".into(), "10".into()],
+            ],
         );
         assert_eq!(t, "NAME  N\nnews  3\na     10\n");
     }

@@ -96,7 +96,10 @@ pub fn run(args: Args) -> ExitCode {
     let output = args.output;
     let service = args.service.clone();
     with_client(&args.server, |client| async move {
-        let resp = match client.send_json(Method::PUT, &path, &Value::Object(body)).await {
+        let resp = match client
+            .send_json(Method::PUT, &path, &Value::Object(body))
+            .await
+        {
             Ok(r) => r,
             Err(e) => return request_failed(&e),
         };
@@ -107,7 +110,9 @@ pub fn run(args: Args) -> ExitCode {
         match output {
             Output::Json => print_json(&body),
             Output::Table => {
-                let ttl = body["ttl"].as_str().map_or(String::new(), |t| format!(", ttl {t}"));
+                let ttl = body["ttl"]
+                    .as_str()
+                    .map_or(String::new(), |t| format!(", ttl {t}"));
                 println!(
                     "{service}/{id} at {}: {}{ttl}",
                     body["address"].as_str().unwrap_or(""),

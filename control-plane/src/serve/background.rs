@@ -28,8 +28,13 @@ pub(crate) async fn expire(control: Arc<ControlPlane>) {
     loop {
         let wait = control
             .next_expiry()
-            .map(|at| at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
-            .map_or(MAX_EXPIRY_SLEEP, |d| (d + EXPIRY_SLACK).min(MAX_EXPIRY_SLEEP));
+            .map(|at| {
+                at.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+            })
+            .map_or(MAX_EXPIRY_SLEEP, |d| {
+                (d + EXPIRY_SLACK).min(MAX_EXPIRY_SLEEP)
+            });
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = control.expiry_changed() => {}

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use mesh_core::config::{self, ConfigErrors, Format, MeshConfig};
 use mesh_core::Endpoint;
+use mesh_core::config::{self, ConfigErrors, Format, MeshConfig};
 use parking_lot::Mutex;
 
 use crate::state::{Snapshot, SnapshotRx, SnapshotTx, snapshot_channel};
@@ -195,8 +195,8 @@ impl ControlPlane {
         let mut inner = self.inner.lock();
         let mut json = inner.config.to_json();
         let out = edit(&inner.config, &mut json)?;
-        let text = serde_json::to_string_pretty(&json)
-            .map_err(|e| StoreError::BadData(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&json).map_err(|e| StoreError::BadData(e.to_string()))?;
         let cfg = config::parse_str(&text, Format::Json, origin).map_err(ChangeError::Invalid)?;
         let version = self.commit(&mut inner, cfg, &text, Format::Json, origin, None)?;
         Ok((out, version))

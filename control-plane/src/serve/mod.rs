@@ -271,10 +271,7 @@ impl Running {
     }
 
     /// Waits until `signal` resolves or a server fails, then stops.
-    pub async fn run_until(
-        mut self,
-        signal: impl Future<Output = ()>,
-    ) -> Result<(), ServeError> {
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), ServeError> {
         let failed = tokio::select! {
             () = signal => None,
             r = &mut self.http => Some(("http", r)),

@@ -110,7 +110,10 @@ fn garbage_file_is_corrupt_and_names_the_file() {
     std::fs::write(&file, vec![0x5a_u8; 8192]).unwrap();
     let err = Store::open_dir(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -62,11 +62,7 @@ impl Cp {
     /// Like [`Cp::start`], with environment variables, and the failure returned.
     /// The port-0 addresses come from `MESH_CP_*_ADDR` unless `env` sets them,
     /// so `args` may be empty: no flags at all.
-    pub fn try_start(
-        dir: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Cp, StartFailure> {
+    pub fn try_start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Cp, StartFailure> {
         let stderr_path = dir.join(format!(
             "serve-stderr-{}.txt",
             std::time::SystemTime::now()
