@@ -20,12 +20,7 @@ fn starts_with_no_flags_in_a_fresh_directory() {
     // No flags at all: addresses from MESH_CP_*_ADDR (port 0), data in ./mesh-data.
     let cp = Cp::start(dir.path(), &[]);
     assert!(dir.path().join("mesh-data/mesh.db").is_file());
-    let health = std::process::Command::new("curl")
-        .args(["-sf", &format!("{}/healthz", cp.url)])
-        .output();
-    if let Ok(out) = health {
-        assert_eq!(stdout(&out), "ok\n");
-    }
+    assert_eq!(cp.get_text("/healthz"), "ok\n");
     TcpStream::connect(&cp.grpc).expect("the gRPC port is bound");
     let config = cp.get("/api/v1/config");
     assert_eq!(config["version"], 0, "nothing applied yet: {config}");
@@ -202,6 +197,44 @@ fn serve_refuses_an_invalid_config_file() {
     let config = cp.get("/api/v1/config");
     assert_eq!(config["version"], 1);
     assert_eq!(config["origin"], "--config good.yaml");
+    assert!(cp.stop().success());
+    // The same file at the next start adds no version.
+    let cp = Cp::start(dir.path(), &["--config", "good.yaml"]);
+    assert_eq!(
+        cp.get("/api/v1/config/versions")["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn registrations_that_expired_while_stopped_are_gone_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), &[]);
+    assert!(
+        cp.run(&["register", "news", "127.0.0.1:9001", "--ttl", "1s"])
+            .status
+            .success()
+    );
+    assert!(
+        cp.run(&["register", "news", "127.0.0.1:9002", "--ttl", "1h"])
+            .status
+            .success()
+    );
+    // SIGKILL: no chance to expire anything on the way out.
+    drop(cp);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let cp = Cp::start(dir.path(), &[]);
+    let snapshot = cp.get("/api/v1/snapshot");
+    let addrs: Vec<&str> = snapshot["discovered"]["news"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:9002"], "{snapshot}");
 }
 
 #[test]
@@ -346,4 +379,13 @@ fn public_address_needs_a_token_or_insecure() {
     );
     drop(cp);
     Cp::start(dir.path(), &["--grpc-addr", "0.0.0.0:0", "--insecure"]);
+    Cp::try_start(
+        dir.path(),
+        &[],
+        &[
+            ("MESH_CP_HTTP_ADDR", "0.0.0.0:0"),
+            ("MESH_CP_INSECURE", "true"),
+        ],
+    )
+    .expect("MESH_CP_INSECURE=true");
 }
