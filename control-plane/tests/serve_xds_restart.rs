@@ -3,9 +3,6 @@
 //! service (LDS `news` -> CDS -> EDS), the control plane is stopped and
 //! started again on the same data directory and ports, and the client,
 //! dialling again, gets the same endpoints (config and registrations).
-//!
-//! Ignored until `crate::xds::serve` is wired into `serve::start_xds` (the
-//! xDS server is built separately); remove the `#[ignore]` when it is.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
@@ -42,8 +39,11 @@ fn request(type_url: &str, names: Vec<String>) -> DiscoveryRequest {
     }
 }
 
-/// The endpoint addresses of every cluster of `news`, over one ADS stream.
-async fn fetch_endpoints(grpc: &str) -> BTreeSet<String> {
+/// The endpoint addresses of the clusters of `news`, over one ADS stream:
+/// the first EDS answer equal to `want`, or the last one seen when no
+/// further answer comes for 5 s (pushes after a change are coalesced, so a
+/// fresh change may arrive as a second answer).
+async fn fetch_endpoints(grpc: &str, want: &BTreeSet<String>) -> BTreeSet<String> {
     let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{grpc}"))
         .await
         .expect("connect to the xDS port");
@@ -57,13 +57,13 @@ async fn fetch_endpoints(grpc: &str) -> BTreeSet<String> {
         .into_inner();
     let mut eds_names: Option<Vec<String>> = None;
     let mut saw_listener = false;
+    let mut last = None;
     loop {
-        let resp: DiscoveryResponse =
-            tokio::time::timeout(Duration::from_secs(5), responses.message())
-                .await
-                .expect("a response within 5 s")
-                .expect("stream ok")
-                .expect("stream open");
+        let Ok(resp) = tokio::time::timeout(Duration::from_secs(5), responses.message()).await
+        else {
+            return last.expect("an EDS answer within 5 s");
+        };
+        let resp: DiscoveryResponse = resp.expect("stream ok").expect("stream open");
         match resp.type_url.as_str() {
             LDS => saw_listener = !resp.resources.is_empty(),
             CDS if eds_names.is_none() => {
@@ -100,7 +100,10 @@ async fn fetch_endpoints(grpc: &str) -> BTreeSet<String> {
                         }
                     }
                 }
-                return out;
+                if &out == want {
+                    return out;
+                }
+                last = Some(out);
             }
             _ => {}
         }
@@ -108,7 +111,6 @@ async fn fetch_endpoints(grpc: &str) -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "needs crate::xds::serve wired into serve::start_xds"]
 fn restart_brings_state_back_and_clients_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -120,16 +122,16 @@ fn restart_brings_state_back_and_clients_reconnect() {
     let out = cp.run(&["register", "news", "127.0.0.1:9009", "--ttl", "1h"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let want: BTreeSet<String> = ["127.0.0.1:8081", "127.0.0.1:9009"]
+        .map(String::from)
+        .into();
     let fetch = |grpc: &str| {
         rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(20), fetch_endpoints(grpc)).await
+            tokio::time::timeout(Duration::from_secs(20), fetch_endpoints(grpc, &want)).await
         })
         .expect("the xDS fetch finished within 20 s")
     };
     let before = fetch(&cp.grpc);
-    let want: BTreeSet<String> = ["127.0.0.1:8081", "127.0.0.1:9009"]
-        .map(String::from)
-        .into();
     assert_eq!(before, want);
 
     let (http, grpc) = (

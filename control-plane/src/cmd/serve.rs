@@ -110,6 +110,7 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             }
         };
+        let stop = stop_signal();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
@@ -120,7 +121,7 @@ pub fn run(args: Args) -> ExitCode {
         );
         let _ = out.flush();
         drop(out);
-        match running.run_until(stop_signal()).await {
+        match running.run_until(stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("meshctl serve: {}", error_chain(&e));
@@ -130,25 +131,33 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
+/// Ctrl-C, or SIGTERM on Unix. The handlers are installed when this is
+/// called (before `ready` is printed), so a signal sent right after `ready`
+/// is never lost to the default action.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

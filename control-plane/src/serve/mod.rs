@@ -212,33 +212,18 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     })
 }
 
-/// Starts the xDS server on `listener`.
+/// Starts the xDS server ([`crate::xds::serve`]) on `listener`.
 fn start_xds(
     listener: TcpListener,
     snapshots: SnapshotRx,
     status: Arc<XdsStatus>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<Result<(), String>> {
-    // LEAD: wire the xDS server here, replacing the next line with:
-    // tokio::spawn(async move { crate::xds::serve(listener, snapshots, status, shutdown).await.map_err(|e| e.to_string()) })
-    tokio::spawn(async move { xds_not_wired(listener, snapshots, status, shutdown).await })
-}
-
-/// Placeholder until `crate::xds::serve` lands: keeps the port bound (so the
-/// address is reserved and reported) and says loudly that nothing serves it.
-async fn xds_not_wired(
-    listener: TcpListener,
-    _snapshots: SnapshotRx,
-    _status: Arc<XdsStatus>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    tracing::warn!(
-        addr = ?listener.local_addr().ok(),
-        "the xDS server is not wired into this build: the gRPC port is bound but not served"
-    );
-    shutdown.await;
-    drop(listener);
-    Ok(())
+    tokio::spawn(async move {
+        crate::xds::serve(listener, snapshots, status, shutdown)
+            .await
+            .map_err(|e| crate::api::error_chain(&e))
+    })
 }
 
 /// A future that resolves once `stop` is called.
