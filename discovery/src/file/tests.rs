@@ -238,3 +238,54 @@ fn without_a_runtime_open_is_a_typed_error() {
         }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_caught_between_truncate_and_write_is_not_taken_for_an_edit() {
+    // `std::fs::write` and many editors truncate, then write. A reload that
+    // lands in between reads an empty file, which is a valid (empty) config:
+    // taking it would drop every service for a moment.
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.yaml");
+    write(&path, "news=127.0.0.1:1");
+    let options = FileOptions {
+        debounce: Duration::from_millis(100),
+        ..fast(true)
+    };
+    let source = open(&path, options).unwrap();
+    let mut rx = source.subscribe();
+    let seen = tokio::spawn(async move {
+        let mut lost = false;
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                let now = rx.borrow_and_update().clone();
+                if !now.services.contains_key("news") {
+                    lost = true;
+                }
+                if addrs(&now, "news") == ["127.0.0.1:2"] {
+                    return;
+                }
+            }
+        })
+        .await;
+        lost
+    });
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::create(&path).unwrap(); // truncates
+            std::thread::sleep(Duration::from_millis(150)); // past one debounce
+            f.write_all(yaml("news=127.0.0.1:2").as_bytes()).unwrap();
+        })
+    };
+    writer.join().unwrap();
+    let mut rx = source.subscribe();
+    wait_for(&mut rx, "news", &["127.0.0.1:2"]).await;
+    assert!(
+        !seen.await.unwrap(),
+        "a half-written (empty) file was published as the config"
+    );
+}

@@ -88,13 +88,16 @@ pub(super) async fn run(mut w: Watch) {
     }
 }
 
-/// How many times a reload re-reads a file that changed while being read.
-const STABLE_READ_ATTEMPTS: usize = 3;
+/// How many times a reload re-reads a file that is still changing.
+const STABLE_READ_ATTEMPTS: usize = 5;
 
 /// Loads the file and publishes a good config; returns the file's stat as
-/// read. A file whose mtime or size changed while it was read (a slow writer,
-/// or a truncate-then-write caught in the middle) is read again after the
-/// debounce, so a half-written file is not mistaken for an edit.
+/// read. A read counts only when the file's mtime and size were the same
+/// before and after it *and* still are one debounce later: a writer that
+/// truncates and then writes (as `std::fs::write` and many editors do) can
+/// be caught between the two, and an empty or cut-off file may well parse
+/// as a valid config that drops services. After `STABLE_READ_ATTEMPTS` the
+/// last read is taken, so a file that never settles is still followed.
 async fn reload(w: &mut Watch) -> Option<(SystemTime, u64)> {
     let mut attempt = 0;
     let (before, fp, result) = loop {
@@ -110,10 +113,11 @@ async fn reload(w: &mut Watch) -> Option<(SystemTime, u64)> {
         let Ok((before, after, fp, result)) = read else {
             return stat(&w.path);
         };
-        if before == after || attempt >= STABLE_READ_ATTEMPTS {
+        tokio::time::sleep(w.options.debounce).await;
+        let settled = before == after && stat(&w.path) == after;
+        if settled || attempt >= STABLE_READ_ATTEMPTS {
             break (before, fp, result);
         }
-        tokio::time::sleep(w.options.debounce).await;
     };
     publish(w, fp, result);
     before
