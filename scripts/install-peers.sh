@@ -9,15 +9,17 @@ command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "install-peers: need root to apt-get install ${need_apt[*]}; peer tests will skip" >&2
-    exit 0
+    echo "install-peers: need root to apt-get install ${need_apt[*]}; DNS peer tests will skip" >&2
+  else
+    echo "install-peers: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   fi
-  echo "install-peers: apt-get install ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-echo "install-peers: dnsmasq $(/usr/sbin/dnsmasq --version | head -1 | awk '{print $3}')"
+if [ -x /usr/sbin/dnsmasq ]; then
+  echo "install-peers: dnsmasq $(/usr/sbin/dnsmasq --version | head -1 | awk '{print $3}')"
+fi
 
 # --- Prometheus (scrapes our /metrics; mesh-tests/src/prometheus.rs) ---
 if command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; then
