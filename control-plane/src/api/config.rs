@@ -64,10 +64,12 @@ pub(crate) async fn put_config(
     let format = body_format(&headers);
     let applied = st.control.apply(text, format, "apply")?;
     let (config, _, _) = st.control.config();
+    let warnings = crate::xds::resources::warnings(&st.control.snapshot());
     Ok(Json(json!({
         "version": applied.version,
         "changed": applied.changed,
         "summary": config.summary().to_string(),
+        "warnings": warnings,
     })))
 }
 

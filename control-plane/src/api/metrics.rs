@@ -149,5 +149,7 @@ pub(crate) async fn snapshot(State(st): State<ApiState>) -> Json<Value> {
         "version": s.version,
         "config_version": s.config_version,
         "discovered": s.discovered,
+        // What xDS clients get translated or not at all (never a NACK).
+        "warnings": crate::xds::resources::warnings(&s),
     }))
 }

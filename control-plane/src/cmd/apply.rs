@@ -93,6 +93,10 @@ pub fn run(args: Args) -> ExitCode {
                 } else {
                     println!("{origin}: applied as config version {version}: {summary}");
                 }
+                // What xDS clients cannot take as written (translated or dropped).
+                for w in body["warnings"].as_array().into_iter().flatten() {
+                    eprintln!("warning: {}", w.as_str().unwrap_or_default());
+                }
             }
         }
         ExitCode::SUCCESS
