@@ -17,7 +17,10 @@ use crate::balance::BalanceLayer;
 use crate::body::MeshBody;
 use crate::error::BoxError;
 use crate::mesh::{MeshError, Resources};
+use crate::metrics::MetricsLayer;
+use crate::retry::{OnRetry, RetryLayer};
 use crate::router::RouterLayer;
+use crate::timeout::TimeoutLayer;
 use crate::service::ServiceState;
 
 type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Incoming>, BoxError>;
@@ -57,8 +60,25 @@ impl MeshClient {
             Protocol::Http => resources.http1.clone(),
             Protocol::Http2 | Protocol::Grpc => resources.http2.clone(),
         };
+        let on_retry: OnRetry = {
+            let metrics = state.metrics.clone();
+            let labels = state.labels.clone();
+            Arc::new(move |_: &Request<MeshBody>| metrics.record_retry(&labels))
+        };
+        // DESIGN.md's order, outermost first (see the crate docs).
         let stack = ServiceBuilder::new()
+            .layer(MetricsLayer::client(
+                state.metrics.clone(),
+                state.labels.clone(),
+            ))
             .layer(RouterLayer::shared(state.routes.clone()))
+            .layer(TimeoutLayer::call(None))
+            .layer(
+                RetryLayer::new(None)
+                    .budget(state.budget.clone())
+                    .on_retry(on_retry),
+            )
+            .layer(TimeoutLayer::per_try(None))
             .layer(BalanceLayer::new(state.pool.clone()))
             .service(connector);
         Self {

@@ -12,7 +12,10 @@ use mesh_discovery::{DiscoveryError, Discover, DnsConfig, FileOptions, FileSourc
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::balance::{DEFAULT_WAIT_FOR_ENDPOINTS, PoolObserver};
+use crate::balance::DEFAULT_WAIT_FOR_ENDPOINTS;
+use crate::metrics::Metrics;
+use crate::metrics::prometheus::{self, MetricsError, Telemetry};
+use std::net::SocketAddr;
 use crate::client::MeshClient;
 use crate::connect::{ConnectConfig, Connector};
 use mesh_core::config::Protocol;
@@ -27,6 +30,9 @@ pub enum MeshError {
     /// The config file could not be opened or loaded.
     #[error("mesh config: {0}")]
     Discovery(#[from] DiscoveryError),
+    /// The Prometheus `/metrics` pipeline could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsError),
     /// A service's config could not be compiled.
     #[error("service `{service}`: {source}")]
     Service {
@@ -63,7 +69,8 @@ pub(crate) struct Resources {
     pub(crate) http1: Connector,
     pub(crate) http2: Connector,
     pub(crate) local_service: Option<String>,
-    observer: Arc<dyn Fn(&str) -> Arc<dyn PoolObserver> + Send + Sync>,
+    metrics: Metrics,
+    telemetry: Option<Telemetry>,
     _file: Option<FileSource>,
     _config_tx: Option<watch::Sender<Arc<MeshConfig>>>,
 }
@@ -89,7 +96,8 @@ pub struct MeshBuilder {
     wait: Duration,
     connect: ConnectConfig,
     local_service: Option<String>,
-    observer: Option<Arc<dyn Fn(&str) -> Arc<dyn PoolObserver> + Send + Sync>>,
+    metrics: Option<Metrics>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for MeshBuilder {
@@ -132,7 +140,8 @@ impl MeshBuilder {
     }
 
     /// Everything the environment gives: `MESH_CONFIG`,
-    /// `MESH_ENDPOINTS_*`, `MESH_DNS_SERVER`, `MESH_SERVICE`.
+    /// `MESH_ENDPOINTS_*`, `MESH_DNS_SERVER`, `MESH_SERVICE`,
+    /// `MESH_METRICS_ADDR`.
     pub fn env(mut self, env: &MeshEnv) -> Self {
         if let Some(path) = &env.config_path {
             self.config_file = Some(path.clone());
@@ -142,6 +151,9 @@ impl MeshBuilder {
         }
         if let Some(server) = env.dns_server {
             self.dns.server = Some(server);
+        }
+        if let Some(addr) = env.metrics_addr {
+            self.metrics_addr = Some(addr);
         }
         if env.service.is_some() {
             self.local_service = env.service.clone();
@@ -175,11 +187,21 @@ impl MeshBuilder {
         self
     }
 
-    pub(crate) fn observer(
-        mut self,
-        observer: Arc<dyn Fn(&str) -> Arc<dyn PoolObserver> + Send + Sync>,
-    ) -> Self {
-        self.observer = Some(observer);
+    /// Records golden signals with `metrics` (default:
+    /// [`Metrics::global`] at [`build`](Self::build), a no-op unless a
+    /// provider was installed).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves Prometheus `GET /metrics` on `addr` (`MESH_METRICS_ADDR`):
+    /// [`build`](Self::build) installs the [Prometheus
+    /// pipeline](crate::metrics::prometheus) as the global meter provider
+    /// and records into it (overriding [`metrics`](Self::metrics)). Needs a
+    /// tokio runtime.
+    pub fn metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
         self
     }
 
@@ -214,9 +236,17 @@ impl MeshBuilder {
                     .with_config_updates(config.clone()),
             ),
         };
-        let observer = self.observer.unwrap_or_else(|| {
-            Arc::new(|_: &str| Arc::new(NoObserver) as Arc<dyn PoolObserver>)
-        });
+        let (metrics, telemetry) = match self.metrics_addr {
+            Some(addr) => {
+                let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
+                let meter = opentelemetry::metrics::MeterProvider::meter(
+                    &telemetry.provider,
+                    "mesh-tower",
+                );
+                (Metrics::new(&meter), Some(telemetry))
+            }
+            None => (self.metrics.unwrap_or_else(Metrics::global), None),
+        };
         Ok(Mesh {
             inner: Arc::new(MeshInner {
                 resources: Arc::new(Resources {
@@ -226,7 +256,8 @@ impl MeshBuilder {
                     http1: Connector::new(Protocol::Http, &self.connect),
                     http2: Connector::new(Protocol::Http2, &self.connect),
                     local_service: self.local_service,
-                    observer,
+                    metrics,
+                    telemetry,
                     _file: file,
                     _config_tx: config_tx,
                 }),
@@ -236,8 +267,21 @@ impl MeshBuilder {
     }
 }
 
-struct NoObserver;
-impl PoolObserver for NoObserver {}
+/// Installs the Prometheus pipeline globally and serves it on `addr`.
+fn serve_metrics(addr: SocketAddr, service: Option<&str>) -> Result<Telemetry, MeshError> {
+    let (provider, exposition) = prometheus::pipeline(service)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| MeshError::Metrics(MetricsError::Bind { addr, source }))?;
+    let server = prometheus::serve(listener, exposition.clone())?;
+    opentelemetry::global::set_meter_provider(provider.clone());
+    Ok(Telemetry {
+        provider,
+        server,
+        exposition,
+    })
+}
 
 impl Mesh {
     /// A builder with no config, no static endpoints and the system's DNS.
@@ -252,14 +296,17 @@ impl Mesh {
             wait: DEFAULT_WAIT_FOR_ENDPOINTS,
             connect: ConnectConfig::default(),
             local_service: None,
-            observer: None,
+            metrics: None,
+            metrics_addr: None,
         }
     }
 
     /// The mesh this process's environment describes (DESIGN.md's
     /// environment contract): `MESH_CONFIG` (loaded and watched),
-    /// `MESH_ENDPOINTS_<SVC>`, `MESH_DNS_SERVER`, `MESH_SERVICE`. Call it
-    /// inside a tokio runtime when `MESH_CONFIG` is set.
+    /// `MESH_ENDPOINTS_<SVC>`, `MESH_DNS_SERVER`, `MESH_SERVICE`, and
+    /// `MESH_METRICS_ADDR` (Prometheus `/metrics` served there, see
+    /// [`MeshBuilder::metrics_addr`]). Call it inside a tokio runtime when
+    /// `MESH_CONFIG` or `MESH_METRICS_ADDR` is set.
     pub fn from_env() -> Result<Mesh, MeshError> {
         let env = MeshEnv::from_vars(std::env::vars()).map_err(MeshError::Env)?;
         Mesh::builder().env(&env).build()
@@ -268,6 +315,21 @@ impl Mesh {
     /// The current config.
     pub fn config(&self) -> Arc<MeshConfig> {
         self.inner.resources.config.borrow().clone()
+    }
+
+    /// Where Prometheus `/metrics` is served, if it is
+    /// ([`MeshBuilder::metrics_addr`], `MESH_METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner
+            .resources
+            .telemetry
+            .as_ref()
+            .map(|t| t.server.local_addr())
+    }
+
+    /// The instruments the mesh records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.resources.metrics
     }
 
     /// This service's own name, if known (`MESH_SERVICE`).
@@ -310,7 +372,7 @@ impl Mesh {
                         res.config.clone(),
                         res.discover.clone(),
                         res.wait,
-                        (res.observer)(service),
+                        res.metrics.clone(),
                     )
                     .map_err(|source| MeshError::Service {
                         service: service.to_string(),

@@ -29,7 +29,9 @@ use mesh_discovery::Discover;
 use tokio::sync::watch;
 
 use crate::balance::{ConfigFollow, EndpointPool, PoolError, PoolObserver};
+use crate::metrics::{Metrics, ServiceLabels};
 use crate::router::RouteTable;
+use mesh_core::outlier::OutlierEvent;
 
 /// A service's config could not be compiled into a client.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,30 @@ pub(crate) struct ServiceState {
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) pool: EndpointPool,
     pub(crate) budget: Arc<RetryBudget>,
+    pub(crate) metrics: Metrics,
+    pub(crate) labels: ServiceLabels,
+}
+
+/// Feeds the pool's events to the service's golden-signal instruments.
+struct MetricsObserver {
+    metrics: Metrics,
+    labels: ServiceLabels,
+}
+
+impl PoolObserver for MetricsObserver {
+    fn circuit_open(&self) {
+        self.metrics.record_circuit_open(&self.labels);
+    }
+
+    fn outlier_event(&self, event: &OutlierEvent) {
+        if let OutlierEvent::Ejected { addr, .. } = event {
+            self.metrics.record_ejection(&self.labels, *addr);
+        }
+    }
+
+    fn endpoints(&self, ready: u64, ejected: u64) {
+        self.metrics.set_endpoints(&self.labels, ready, ejected);
+    }
 }
 
 /// The service's config in `mesh` (the defaults if it is not there).
@@ -65,13 +91,20 @@ impl ServiceState {
         config: watch::Receiver<Arc<MeshConfig>>,
         discover: Arc<dyn Discover>,
         wait: std::time::Duration,
-        observer: Arc<dyn PoolObserver>,
+        metrics: Metrics,
     ) -> Result<Self, ServiceError> {
         let name: Arc<str> = Arc::from(name);
+        let labels = metrics.service(name.clone());
+        let observer = Arc::new(MetricsObserver {
+            metrics: metrics.clone(),
+            labels: labels.clone(),
+        });
         let current = service_config(&config.borrow(), &name);
         let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(name.clone(), &current)?));
         let budget_config = current.retry.as_ref().map(|r| r.budget).unwrap_or_default();
-        let budget = Arc::new(RetryBudget::new(&budget_config)?);
+        // tokio's clock, as the retry layer reads it (paused-time tests agree).
+        let epoch = tokio::time::Instant::now().into_std();
+        let budget = Arc::new(RetryBudget::with_epoch(&budget_config, epoch)?);
         let follow = {
             let routes = routes.clone();
             let name = name.clone();
@@ -106,6 +139,8 @@ impl ServiceState {
             routes,
             pool,
             budget,
+            metrics,
+            labels,
         })
     }
 }
