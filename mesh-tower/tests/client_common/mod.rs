@@ -32,11 +32,19 @@ impl Drop for Upstream {
 }
 
 pub async fn upstream(name: &'static str) -> Upstream {
+    upstream_with_delay(name, Duration::ZERO).await
+}
+
+/// An upstream that takes `delay` to answer (so requests are in flight).
+pub async fn upstream_with_delay(name: &'static str, delay: Duration) -> Upstream {
     let hits = Arc::new(AtomicU64::new(0));
     let counter = hits.clone();
     let app = Router::new().fallback(move |headers: HeaderMap| {
         let counter = counter.clone();
         async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             counter.fetch_add(1, Ordering::Relaxed);
             let host = headers
                 .get("host")
