@@ -20,8 +20,8 @@ use crate::mesh::{MeshError, Resources};
 use crate::metrics::MetricsLayer;
 use crate::retry::{OnRetry, RetryLayer};
 use crate::router::RouterLayer;
-use crate::timeout::TimeoutLayer;
 use crate::service::ServiceState;
+use crate::timeout::TimeoutLayer;
 
 type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Incoming>, BoxError>;
 

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use mesh_core::config::{ConfigErrors, MeshEnv};
 use mesh_core::{Endpoint, MeshConfig};
-use mesh_discovery::{DiscoveryError, Discover, DnsConfig, FileOptions, FileSource, Resolver};
+use mesh_discovery::{Discover, DiscoveryError, DnsConfig, FileOptions, FileSource, Resolver};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::balance::DEFAULT_WAIT_FOR_ENDPOINTS;
-use crate::metrics::Metrics;
-use crate::metrics::prometheus::{self, MetricsError, Telemetry};
-use std::net::SocketAddr;
 use crate::client::MeshClient;
 use crate::connect::{ConnectConfig, Connector};
-use mesh_core::config::Protocol;
+use crate::metrics::Metrics;
+use crate::metrics::prometheus::{self, MetricsError, Telemetry};
 use crate::service::{ServiceError, ServiceState};
+use mesh_core::config::Protocol;
+use std::net::SocketAddr;
 
 /// The mesh could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,10 @@ impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mesh")
             .field("local_service", &self.inner.resources.local_service)
-            .field("services", &self.inner.services.lock().keys().collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.inner.services.lock().keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -239,10 +242,8 @@ impl MeshBuilder {
         let (metrics, telemetry) = match self.metrics_addr {
             Some(addr) => {
                 let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
-                let meter = opentelemetry::metrics::MeterProvider::meter(
-                    &telemetry.provider,
-                    "mesh-tower",
-                );
+                let meter =
+                    opentelemetry::metrics::MeterProvider::meter(&telemetry.provider, "mesh-tower");
                 (Metrics::new(&meter), Some(telemetry))
             }
             None => (self.metrics.unwrap_or_else(Metrics::global), None),

@@ -22,7 +22,11 @@ fn config(yaml: &str) -> MeshConfig {
 }
 
 async fn three() -> [Upstream; 3] {
-    [upstream("a").await, upstream("b").await, upstream("c").await]
+    [
+        upstream("a").await,
+        upstream("b").await,
+        upstream("c").await,
+    ]
 }
 
 async fn weighted(algorithm: &str) {
@@ -64,7 +68,10 @@ async fn weighted(algorithm: &str) {
             "{algorithm}: {} got {got}, weight share {weight}",
             up.name
         );
-        assert_eq!(counts[&up.addr], up.hits.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(
+            counts[&up.addr],
+            up.hits.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }
 
@@ -112,7 +119,10 @@ async fn routes_split_90_10_across_label_subsets() {
     let v1_share = share(counts[&v1a.addr] + counts[&v1b.addr], 10_000);
     assert!((v1_share - 0.9).abs() <= 0.9 * 0.03, "v1 share {v1_share}");
     // Both v1 endpoints take a share (least request over the subset).
-    assert!(counts[&v1a.addr] > 3000 && counts[&v1b.addr] > 3000, "{counts:?}");
+    assert!(
+        counts[&v1a.addr] > 3000 && counts[&v1b.addr] > 3000,
+        "{counts:?}"
+    );
 
     // The header route sends everything to v2.
     let (counts, errors) = load(&client, 200, 4, Duration::from_secs(60), |_| {
@@ -160,7 +170,11 @@ async fn hash_on_header_keeps_a_user_on_one_endpoint() {
                     .insert("x-user-id", format!("user-{user}").parse().unwrap());
                 let response = client.clone().oneshot(r).await.unwrap();
                 let served = response.extensions().get::<ServedBy>().unwrap().0;
-                assert_eq!(*home.entry(user).or_insert(served), served, "{algorithm} user {user}");
+                assert_eq!(
+                    *home.entry(user).or_insert(served),
+                    served,
+                    "{algorithm} user {user}"
+                );
             }
         }
     }
@@ -181,7 +195,10 @@ async fn responses_carry_the_endpoint_and_attempts_and_keep_the_host() {
         .oneshot(get("http://news-service/x?y=1"))
         .await
         .unwrap();
-    assert_eq!(response.extensions().get::<ServedBy>(), Some(&ServedBy(a.addr)));
+    assert_eq!(
+        response.extensions().get::<ServedBy>(),
+        Some(&ServedBy(a.addr))
+    );
     assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(1)));
     assert_eq!(body_string(response).await, "a news-service");
 }
@@ -223,7 +240,10 @@ async fn the_concurrency_limit_fails_fast_with_circuit_open() {
     let (r1, r2) = tokio::join!(first, second);
     let refused = [&r1, &r2]
         .iter()
-        .filter(|r| r.as_ref().is_err_and(|e| kind(&**e) == ErrorKind::CircuitOpen))
+        .filter(|r| {
+            r.as_ref()
+                .is_err_and(|e| kind(&**e) == ErrorKind::CircuitOpen)
+        })
         .count();
     let ok = [&r1, &r2].iter().filter(|r| r.is_ok()).count();
     assert_eq!((ok, refused), (1, 1), "{r1:?} {r2:?}");

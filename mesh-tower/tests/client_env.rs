@@ -38,13 +38,21 @@ async fn from_env_discovers_mesh_endpoints_and_serves_metrics() {
         "--nocapture",
         "--test-threads=1",
     ]);
-    for var in ["MESH_CONFIG", "MESH_DNS_SERVER", "MESH_CONTROL_PLANE", "GRPC_XDS_BOOTSTRAP"] {
+    for var in [
+        "MESH_CONFIG",
+        "MESH_DNS_SERVER",
+        "MESH_CONTROL_PLANE",
+        "GRPC_XDS_BOOTSTRAP",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env(SERVICE_VAR, format!("{}=1,{}=3", a.addr, b.addr))
         .env("MESH_METRICS_ADDR", &metrics)
         .env("MESH_SERVICE", "app-ui");
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -85,7 +93,10 @@ async fn child_from_env() {
     .unwrap()
     .expect("GET /metrics")
     .1;
-    assert!(text.contains("http_client_request_duration_seconds"), "{text}");
+    assert!(
+        text.contains("http_client_request_duration_seconds"),
+        "{text}"
+    );
     assert!(text.contains("news-service"), "{text}");
     assert!(text.contains("mesh_endpoints"), "{text}");
 }

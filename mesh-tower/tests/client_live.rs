@@ -82,7 +82,10 @@ async fn endpoints_change_live_through_the_config_file_under_load() {
     .await;
     // Swap a for c while a has requests in flight.
     write_config(&path, &[&b, &c], "");
-    eventually("traffic on c", limit, || c.hits.load(Ordering::Relaxed) > 50).await;
+    eventually("traffic on c", limit, || {
+        c.hits.load(Ordering::Relaxed) > 50
+    })
+    .await;
     // a's in-flight requests have completed by now (150ms); it gets no more.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let a_after = a.hits.load(Ordering::Relaxed);
@@ -91,14 +94,23 @@ async fn endpoints_change_live_through_the_config_file_under_load() {
         c.hits.load(Ordering::Relaxed) > c_now + 300
     })
     .await;
-    assert_eq!(a.hits.load(Ordering::Relaxed), a_after, "removed endpoint got new requests");
+    assert_eq!(
+        a.hits.load(Ordering::Relaxed),
+        a_after,
+        "removed endpoint got new requests"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
     for t in tasks {
         errors.extend(t.await.unwrap());
     }
-    assert!(errors.is_empty(), "{} failed: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "{} failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
     let total = a.hits.load(Ordering::Relaxed)
         + b.hits.load(Ordering::Relaxed)
         + c.hits.load(Ordering::Relaxed);
@@ -127,17 +139,32 @@ async fn policy_changes_apply_live_and_a_bad_edit_keeps_the_last_good_config() {
     loop {
         let r = client.clone().oneshot(get("http://news/x")).await;
         if let Err(e) = &r {
-            assert_eq!(mesh_tower::error::kind(&**e), mesh_tower::error::ErrorKind::NoRoute);
+            assert_eq!(
+                mesh_tower::error::kind(&**e),
+                mesh_tower::error::ErrorKind::NoRoute
+            );
             break;
         }
         assert!(start.elapsed() < limit, "routes never applied");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(client.clone().oneshot(get("http://news/api/1")).await.is_ok());
+    assert!(
+        client
+            .clone()
+            .oneshot(get("http://news/api/1"))
+            .await
+            .is_ok()
+    );
 
     // A broken file is rejected; the routes stay.
     std::fs::write(&path, "services: [ not a map").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(client.clone().oneshot(get("http://news/api/1")).await.is_ok());
+    assert!(
+        client
+            .clone()
+            .oneshot(get("http://news/api/1"))
+            .await
+            .is_ok()
+    );
     assert!(client.clone().oneshot(get("http://news/x")).await.is_err());
 }

@@ -97,11 +97,10 @@ use tower::{Layer, Service, ServiceExt};
 
 pub use future::ResponseFuture;
 pub(crate) use pool::PoolShared;
-pub(crate) use worker::ConfigFollow;
 pub use pool::{
-    DEFAULT_WAIT_FOR_ENDPOINTS, DiscoveryState, EndpointPool, PoolBuilder, PoolError,
-    PoolObserver,
+    DEFAULT_WAIT_FOR_ENDPOINTS, DiscoveryState, EndpointPool, PoolBuilder, PoolError, PoolObserver,
 };
+pub(crate) use worker::ConfigFollow;
 
 use crate::error::{BoxError, CircuitOpen, NoEndpoints};
 use crate::ext::{Deadline, RouteInfo, Subset, TriedEndpoints};
@@ -287,12 +286,20 @@ async fn wait_pick(
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => continue,
             _ => {
-                let subset_name = subset
-                    .and_then(|i| shared.snapshot.load().subsets.get(i).map(|(n, _)| n.clone()));
+                let subset_name = subset.and_then(|i| {
+                    shared
+                        .snapshot
+                        .load()
+                        .subsets
+                        .get(i)
+                        .map(|(n, _)| n.clone())
+                });
                 return Err(Box::new(NoEndpoints {
                     service: shared.service.clone(),
                     reason: match subset_name {
-                        Some(name) => format!("{reason} (subset `{name}`) within {:?}", shared.wait),
+                        Some(name) => {
+                            format!("{reason} (subset `{name}`) within {:?}", shared.wait)
+                        }
                         None => format!("{reason} within {:?}", shared.wait),
                     },
                 }));

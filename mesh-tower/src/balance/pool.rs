@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::HeaderMap;
 use http::uri::Authority;
+use mesh_core::Endpoint;
 use mesh_core::balance::{BalanceError, Balancer, PickContext, hash_key};
 use mesh_core::circuit::ConcurrencyLimits;
 use mesh_core::config::{HashOn, LoadBalancerConfig, OutlierConfig, ServiceConfig};
-use mesh_core::outlier::{EndpointStats, Observation, OutlierConfigError, OutlierDetector, OutlierEvent};
+use mesh_core::outlier::{
+    EndpointStats, Observation, OutlierConfigError, OutlierDetector, OutlierEvent,
+};
 use mesh_core::route::Subsets;
-use mesh_core::Endpoint;
 use mesh_discovery::{DiscoveryError, EndpointSet, Update, UpdateStream};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
@@ -114,10 +116,13 @@ struct Start {
     shutdown: oneshot::Receiver<()>,
 }
 
+/// A subset's name and its balancer.
+pub(crate) type NamedBalancer = (Arc<str>, Arc<Mutex<Balancer>>);
+
 /// What a request reads: swapped whole on every change, never locked.
 pub(crate) struct Snapshot {
     pub(crate) all: Arc<Mutex<Balancer>>,
-    pub(crate) subsets: Box<[(Arc<str>, Arc<Mutex<Balancer>>)]>,
+    pub(crate) subsets: Box<[NamedBalancer]>,
     pub(crate) endpoints: HashMap<SocketAddr, Arc<EndpointEntry>>,
     pub(crate) hash_on: Option<http::HeaderName>,
     pub(crate) outlier: bool,
@@ -240,22 +245,29 @@ fn build_subsets(
     subsets: &Subsets,
     lb: &LoadBalancerConfig,
     slow_start: Option<Duration>,
-) -> Result<Box<[(Arc<str>, Arc<Mutex<Balancer>>)]>, BalanceError> {
+) -> Result<Box<[NamedBalancer]>, BalanceError> {
     subsets
         .names()
-        .map(|name| Ok((Arc::from(name), Arc::new(Mutex::new(Balancer::new(lb, slow_start)?)))))
+        .map(|name| {
+            Ok((
+                Arc::from(name),
+                Arc::new(Mutex::new(Balancer::new(lb, slow_start)?)),
+            ))
+        })
         .collect()
 }
 
 fn hash_header(hash_on: Option<&HashOn>) -> Option<http::HeaderName> {
     match hash_on? {
-        HashOn::Header(name) => match http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                tracing::warn!(header = %name, "hash_on names an invalid header; hashing disabled");
-                None
+        HashOn::Header(name) => {
+            match http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                Ok(h) => Some(h),
+                Err(_) => {
+                    tracing::warn!(header = %name, "hash_on names an invalid header; hashing disabled");
+                    None
+                }
             }
-        },
+        }
     }
 }
 
@@ -427,10 +439,7 @@ impl PoolShared {
         let Some(detector) = inner.detector.as_mut() else {
             return;
         };
-        let events = detector.evaluate(
-            snap.endpoints.iter().map(|(a, e)| (*a, &e.stats)),
-            now,
-        );
+        let events = detector.evaluate(snap.endpoints.iter().map(|(a, e)| (*a, &e.stats)), now);
         for event in &events {
             apply_event(&snap, event, now, &*self.observer);
         }
@@ -489,8 +498,9 @@ impl PoolShared {
         self.limits.update(&c.circuit_breaker);
         let slow_start = c.outlier_detection.as_ref().and_then(|o| o.slow_start);
         let old = self.snapshot.load_full();
-        let rebuild =
-            inner.lb != c.load_balancer || inner.slow_start != slow_start || inner.selectors != c.subsets;
+        let rebuild = inner.lb != c.load_balancer
+            || inner.slow_start != slow_start
+            || inner.selectors != c.subsets;
         let (all, subsets) = if rebuild {
             let subsets = Subsets::new(c);
             let built = Balancer::new(&c.load_balancer, slow_start)
@@ -531,7 +541,9 @@ impl PoolShared {
             inner.outlier = c.outlier_detection.clone();
             let default = OutlierConfig::default();
             for entry in old.endpoints.values() {
-                entry.stats.set_config(inner.outlier.as_ref().unwrap_or(&default));
+                entry
+                    .stats
+                    .set_config(inner.outlier.as_ref().unwrap_or(&default));
             }
         }
         let snap = Snapshot {
@@ -559,7 +571,10 @@ impl PoolShared {
 
     fn publish_counts(&self, inner: &Inner) {
         let total = inner.endpoints.len() as u64;
-        let ejected = inner.detector.as_ref().map_or(0, |d| d.ejected_count() as u64);
+        let ejected = inner
+            .detector
+            .as_ref()
+            .map_or(0, |d| d.ejected_count() as u64);
         self.observer
             .endpoints(total.saturating_sub(ejected), ejected);
     }

@@ -1,14 +1,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use http::{Request, Response};
+use mesh_core::Endpoint;
 use mesh_core::circuit::Limit;
 use mesh_core::config::{
     Algorithm, CircuitBreakerConfig, HashOn, LoadBalancerConfig, OutlierConfig, ServiceConfig,
 };
-use mesh_core::Endpoint;
 use mesh_discovery::Update;
-use futures_util::StreamExt;
 use tower::ServiceExt;
 use tower_test::mock;
 
@@ -62,7 +62,10 @@ async fn roundtrip(
             .unwrap(),
     );
     let response = fut.await?;
-    assert_eq!(response.extensions().get::<ServedBy>(), Some(&ServedBy(addr(port))));
+    assert_eq!(
+        response.extensions().get::<ServedBy>(),
+        Some(&ServedBy(addr(port)))
+    );
     Ok(port)
 }
 
@@ -76,7 +79,11 @@ async fn waits_bounded_then_fails_with_no_endpoints() {
     assert_eq!(kind(&*err), ErrorKind::NoEndpoints);
     let no = err.downcast_ref::<crate::error::NoEndpoints>().unwrap();
     assert_eq!(&*no.service, "news");
-    assert!(no.reason.contains("discovery found none within 2s"), "{}", no.reason);
+    assert!(
+        no.reason.contains("discovery found none within 2s"),
+        "{}",
+        no.reason
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -90,7 +97,10 @@ async fn endpoints_arriving_during_the_wait_take_the_request() {
     assert_eq!(got.headers()["host"], "news");
     send.send_response(Response::new("ok".to_string()));
     let response = fut.await.unwrap().unwrap();
-    assert_eq!(response.extensions().get::<ServedBy>(), Some(&ServedBy(addr(1))));
+    assert_eq!(
+        response.extensions().get::<ServedBy>(),
+        Some(&ServedBy(addr(1)))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,7 +201,9 @@ async fn subsets_and_weights_pick_within_the_set() {
     assert_eq!(counts, [0, 0, 200, 400]);
     let mut counts = [0u32; 4];
     for _ in 0..600 {
-        counts[roundtrip(&mut svc, &mut handle, req(), |_| 200).await.unwrap() as usize] += 1;
+        counts[roundtrip(&mut svc, &mut handle, req(), |_| 200)
+            .await
+            .unwrap() as usize] += 1;
     }
     assert_eq!(counts, [0, 300, 100, 200]);
 }
@@ -219,10 +231,17 @@ async fn hash_on_header_is_sticky() {
                 .insert("x-user", format!("user-{user}").parse().unwrap());
             r
         };
-        let first = roundtrip(&mut svc, &mut handle, with_user(), |_| 200).await.unwrap();
+        let first = roundtrip(&mut svc, &mut handle, with_user(), |_| 200)
+            .await
+            .unwrap();
         seen.insert(first);
         for _ in 0..5 {
-            assert_eq!(roundtrip(&mut svc, &mut handle, with_user(), |_| 200).await.unwrap(), first);
+            assert_eq!(
+                roundtrip(&mut svc, &mut handle, with_user(), |_| 200)
+                    .await
+                    .unwrap(),
+                first
+            );
         }
     }
     assert!(seen.len() >= 3, "40 users on {} endpoints", seen.len());
@@ -258,10 +277,10 @@ async fn consecutive_failures_eject_and_the_endpoint_comes_back() {
         ..ServiceConfig::default()
     };
     let pool = EndpointPool::builder("news", &config)
-        .updates(Box::pin(futures_util::stream::iter([Update::Reset(vec![
-            ep(1),
-            ep(2),
-        ])]).chain(futures_util::stream::pending())))
+        .updates(Box::pin(
+            futures_util::stream::iter([Update::Reset(vec![ep(1), ep(2)])])
+                .chain(futures_util::stream::pending()),
+        ))
         .build()
         .unwrap();
     pool.start();
@@ -280,7 +299,11 @@ async fn consecutive_failures_eject_and_the_endpoint_comes_back() {
     };
     let mut to_1 = 0;
     for _ in 0..20 {
-        if roundtrip(&mut svc, &mut handle, req(), status).await.unwrap() == 1 {
+        if roundtrip(&mut svc, &mut handle, req(), status)
+            .await
+            .unwrap()
+            == 1
+        {
             to_1 += 1;
         }
     }
@@ -292,7 +315,11 @@ async fn consecutive_failures_eject_and_the_endpoint_comes_back() {
     assert!(pool.ejected().is_empty());
     let mut to_1 = 0;
     for _ in 0..20 {
-        if roundtrip(&mut svc, &mut handle, req(), status).await.unwrap() == 1 {
+        if roundtrip(&mut svc, &mut handle, req(), status)
+            .await
+            .unwrap()
+            == 1
+        {
             to_1 += 1;
         }
     }
@@ -311,15 +338,19 @@ async fn a_removed_endpoint_drains_its_in_flight_requests() {
     send.send_response(Response::new("late".into()));
     let response = in_flight.await.unwrap();
     assert_eq!(response.into_body(), "late");
-    assert_eq!(roundtrip(&mut svc, &mut handle, req(), |_| 200).await.unwrap(), 2);
+    assert_eq!(
+        roundtrip(&mut svc, &mut handle, req(), |_| 200)
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn the_background_task_ends_with_the_last_handle() {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Update>();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|u| (u, rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|u| (u, rx)) });
     let pool = EndpointPool::builder("news", &ServiceConfig::default())
         .updates(Box::pin(stream))
         .build()

@@ -16,10 +16,13 @@ use tokio::time::Instant;
 
 use super::pool::PoolShared;
 
+/// What to do with each new config.
+pub(crate) type ApplyConfig = Box<dyn FnMut(&PoolShared, &MeshConfig) + Send>;
+
 /// A live config the task follows, and what to do with each new one.
 pub(crate) struct ConfigFollow {
     pub(crate) rx: watch::Receiver<Arc<MeshConfig>>,
-    pub(crate) apply: Box<dyn FnMut(&PoolShared, &MeshConfig) + Send>,
+    pub(crate) apply: ApplyConfig,
 }
 
 enum Event {

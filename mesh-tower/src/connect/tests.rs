@@ -80,7 +80,10 @@ async fn an_origin_form_uri_gets_the_endpoint_and_no_host() {
     assert_eq!(req.uri(), "http://10.0.0.1:80/only/path");
     assert!(req.headers().get(HOST).is_none());
     // A Host the caller set wins.
-    let mut req = Request::get("http://news/").header(HOST, "explicit").body(()).unwrap();
+    let mut req = Request::get("http://news/")
+        .header(HOST, "explicit")
+        .body(())
+        .unwrap();
     set_endpoint(&mut req, &Authority::from_static("10.0.0.1:80"));
     assert_eq!(req.headers()[HOST], "explicit");
 }
@@ -92,8 +95,13 @@ async fn connection_refused_is_a_connect_failure() {
         l.local_addr().unwrap()
     };
     let connector = Connector::new(Protocol::Http, &ConnectConfig::default());
-    let mut req = Request::get("http://news/").body(MeshBody::empty()).unwrap();
+    let mut req = Request::get("http://news/")
+        .body(MeshBody::empty())
+        .unwrap();
     set_endpoint(&mut req, &authority(addr).unwrap());
     let err = connector.oneshot(req).await.unwrap_err();
-    assert_eq!(crate::error::kind(&*err), crate::error::ErrorKind::ConnectFailure);
+    assert_eq!(
+        crate::error::kind(&*err),
+        crate::error::ErrorKind::ConnectFailure
+    );
 }

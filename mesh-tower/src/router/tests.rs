@@ -10,19 +10,21 @@ use tower::{Layer, ServiceExt, service_fn};
 use super::*;
 use crate::error::{ErrorKind, kind};
 
+type Seen = (Option<RouteInfo>, Option<Subset>);
+
 /// Echoes what the router put in the extensions.
-fn echo() -> impl Service<
-    Request<()>,
-    Response = Response<(Option<RouteInfo>, Option<Subset>)>,
-    Error = BoxError,
-    Future = impl std::future::Future<Output = Result<Response<(Option<RouteInfo>, Option<Subset>)>, BoxError>> + Send,
-> + Clone {
-    service_fn(|req: Request<()>| async move {
-        let route = req.extensions().get::<RouteInfo>().cloned();
-        let subset = req.extensions().get::<Subset>().copied();
-        Ok::<_, BoxError>(Response::new((route, subset)))
-    })
+async fn echo_fn(req: Request<()>) -> Result<Response<Seen>, BoxError> {
+    let route = req.extensions().get::<RouteInfo>().cloned();
+    let subset = req.extensions().get::<Subset>().copied();
+    Ok(Response::new((route, subset)))
 }
+
+fn echo() -> tower::util::ServiceFn<fn(Request<()>) -> EchoFuture> {
+    service_fn(|req| Box::pin(echo_fn(req)) as EchoFuture)
+}
+
+type EchoFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Seen>, BoxError>> + Send>>;
 
 fn split_config() -> ServiceConfig {
     let mut c = ServiceConfig {
@@ -92,7 +94,14 @@ async fn routes_match_in_order_and_split_by_weight() {
         .header("x-canary", "true")
         .body(())
         .unwrap();
-    let (route, subset) = svc.ready().await.unwrap().call(req).await.unwrap().into_body();
+    let (route, subset) = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
+        .into_body();
     let route = route.unwrap();
     assert_eq!(&*route.0.route, "canary");
     assert_eq!(route.0.timeout, Some(Duration::from_millis(300)));
@@ -103,7 +112,14 @@ async fn routes_match_in_order_and_split_by_weight() {
     let mut counts: HashMap<Option<usize>, u32> = HashMap::new();
     for _ in 0..10_000 {
         let req = Request::builder().uri("/api/news").body(()).unwrap();
-        let (route, subset) = svc.ready().await.unwrap().call(req).await.unwrap().into_body();
+        let (route, subset) = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap()
+            .into_body();
         let route = route.unwrap();
         assert_eq!(&*route.0.route, "api");
         assert_eq!(route.0.timeout, Some(Duration::from_secs(2)));
@@ -125,7 +141,10 @@ async fn no_matching_route_is_a_typed_error() {
     let err = svc.oneshot(req).await.unwrap_err();
     assert_eq!(kind(&*err), ErrorKind::NoRoute);
     let no = err.downcast_ref::<NoRoute>().unwrap();
-    assert_eq!((&*no.service, no.method.as_str(), no.path.as_str()), ("news", "POST", "/other"));
+    assert_eq!(
+        (&*no.service, no.method.as_str(), no.path.as_str()),
+        ("news", "POST", "/other")
+    );
 }
 
 #[tokio::test]

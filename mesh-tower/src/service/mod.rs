@@ -100,7 +100,10 @@ impl ServiceState {
             labels: labels.clone(),
         });
         let current = service_config(&config.borrow(), &name);
-        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(name.clone(), &current)?));
+        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(
+            name.clone(),
+            &current,
+        )?));
         let budget_config = current.retry.as_ref().map(|r| r.budget).unwrap_or_default();
         // tokio's clock, as the retry layer reads it (paused-time tests agree).
         let epoch = tokio::time::Instant::now().into_std();

@@ -133,7 +133,16 @@ pub async fn load(
 }
 
 pub async fn body_string(response: http::Response<hyper::body::Incoming>) -> String {
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 /// The share of `total` that `count` is.
