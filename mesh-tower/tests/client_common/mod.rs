@@ -37,21 +37,36 @@ pub async fn upstream(name: &'static str) -> Upstream {
 
 /// An upstream that takes `delay` to answer (so requests are in flight).
 pub async fn upstream_with_delay(name: &'static str, delay: Duration) -> Upstream {
+    upstream_fn(name, move |_| (200, delay)).await
+}
+
+/// An upstream whose `n`-th request (from 0) is answered with the status
+/// and after the delay `behave(n)` says. Requests are counted on arrival.
+pub async fn upstream_fn(
+    name: &'static str,
+    behave: impl Fn(u64) -> (u16, Duration) + Send + Sync + 'static,
+) -> Upstream {
     let hits = Arc::new(AtomicU64::new(0));
     let counter = hits.clone();
+    let behave = Arc::new(behave);
     let app = Router::new().fallback(move |headers: HeaderMap| {
         let counter = counter.clone();
+        let behave = behave.clone();
         async move {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let (status, delay) = behave(n);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            counter.fetch_add(1, Ordering::Relaxed);
             let host = headers
                 .get("host")
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            format!("{name} {host}")
+            (
+                http::StatusCode::from_u16(status).unwrap(),
+                format!("{name} {host}"),
+            )
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
