@@ -216,6 +216,9 @@ async fn an_unknown_service_fails_with_no_endpoints() {
         .await
         .unwrap_err();
     assert_eq!(kind(&*err), ErrorKind::NoEndpoints, "{err}");
+    // The source's reason is kept.
+    assert!(err.to_string().contains("discovery failed"), "{err}");
+    assert!(err.to_string().contains("nowhere"), "{err}");
 }
 
 #[tokio::test]

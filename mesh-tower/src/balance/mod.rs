@@ -271,9 +271,13 @@ async fn wait_pick(
         }
         let reason = match state {
             DiscoveryState::DoesNotExist => {
+                let reason = match &*shared.failure.lock() {
+                    Some(failure) => failure.to_string(),
+                    None => "service does not exist".into(),
+                };
                 return Err(Box::new(NoEndpoints {
                     service: shared.service.clone(),
-                    reason: "service does not exist".into(),
+                    reason,
                 }));
             }
             DiscoveryState::Waiting => "discovery found none",

@@ -103,6 +103,8 @@ pub(crate) struct PoolShared {
     pub(crate) state: watch::Sender<DiscoveryState>,
     pub(crate) observer: Arc<dyn PoolObserver>,
     pub(crate) wait: Duration,
+    /// Why discovery could not watch the service, if it could not.
+    pub(crate) failure: Mutex<Option<Arc<str>>>,
     inner: Mutex<Inner>,
     started: AtomicBool,
     start: Mutex<Option<Start>>,
@@ -217,6 +219,7 @@ impl PoolBuilder {
             state,
             observer: self.observer,
             wait: self.wait,
+            failure: Mutex::new(None),
             inner: Mutex::new(Inner {
                 set: EndpointSet::new(),
                 endpoints: Vec::new(),
@@ -489,6 +492,7 @@ impl PoolShared {
     /// Marks the service unresolvable (the source failed to watch it).
     pub(crate) fn fail(&self, err: &DiscoveryError) {
         tracing::warn!(service = %self.service, error = %err, "discovery failed");
+        *self.failure.lock() = Some(Arc::from(format!("discovery failed: {err}")));
         self.state.send_replace(DiscoveryState::DoesNotExist);
     }
 

@@ -374,3 +374,36 @@ async fn the_background_task_ends_with_the_last_handle() {
     }
     assert!(tx.is_closed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_endpoint_ramps_up_with_slow_start() {
+    let config = ServiceConfig {
+        load_balancer: LoadBalancerConfig {
+            algorithm: Algorithm::WeightedRoundRobin,
+            ..LoadBalancerConfig::default()
+        },
+        outlier_detection: Some(OutlierConfig {
+            slow_start: Some(Duration::from_secs(10)),
+            ..OutlierConfig::default()
+        }),
+        ..ServiceConfig::default()
+    };
+    let (mut svc, mut handle, pool) = setup(&config);
+    pool.apply(Update::Reset(vec![ep(1)]));
+    pool.apply(Update::Add(vec![ep(2)]));
+    // Just added: about 10% of its weight (1/11 of the traffic).
+    let early = count_to_2(&mut svc, &mut handle, 220).await;
+    assert!((10..=40).contains(&early), "early share {early}/220");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(count_to_2(&mut svc, &mut handle, 200).await, 100);
+}
+
+async fn count_to_2(svc: &mut Balance<Mock>, handle: &mut Handle, n: usize) -> usize {
+    let mut to_2 = 0;
+    for _ in 0..n {
+        if roundtrip(svc, handle, req(), |_| 200).await.unwrap() == 2 {
+            to_2 += 1;
+        }
+    }
+    to_2
+}
