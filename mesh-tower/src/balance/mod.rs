@@ -84,6 +84,7 @@
 mod attempt;
 mod future;
 mod pool;
+mod state;
 mod worker;
 
 #[cfg(test)]
