@@ -8,7 +8,7 @@
 //! [`TriedEndpoints`] of earlier attempts, picks an endpoint with the
 //! service's algorithm, rewrites the request's URI to that endpoint
 //! ([`set_endpoint`](crate::connect::set_endpoint)) and calls the inner
-//! service. The response carries [`ServedBy`]; an error is wrapped in
+//! service. The response carries [`ServedBy`](crate::ext::ServedBy); an error is wrapped in
 //! [`EndpointError`](crate::error::EndpointError) naming the endpoint, so
 //! the retry layer can avoid it next time.
 //!
@@ -44,11 +44,11 @@
 //!
 //! - `max_requests` requests in flight (the attempt holds a permit until its
 //!   response future completes): the next one fails at once with
-//!   [`CircuitOpen`](crate::error::CircuitOpen).
+//!   [`CircuitOpen`].
 //! - No endpoint yet: the request waits, holding a `max_pending` permit
 //!   (refused with `CircuitOpen` when none is left), for discovery to
 //!   answer, at most the pool's `wait_for_endpoints` (2s by default), then
-//!   fails with [`NoEndpoints`](crate::error::NoEndpoints); at once if
+//!   fails with [`NoEndpoints`]; at once if
 //!   discovery says the service does not exist. Nothing queues forever.
 //!
 //! # Outcomes
@@ -57,8 +57,8 @@
 //! recorded into its endpoint's counters (feeding outlier detection) and
 //! into the balancer (`on_end` with the round trip, for least request and
 //! peak EWMA). An attempt dropped by a timeout above (its per-try timeout
-//! from [`RouteInfo`](crate::ext::RouteInfo), or the call's
-//! [`Deadline`](crate::ext::Deadline)) counts as a failure of the endpoint;
+//! from [`RouteInfo`], or the call's
+//! [`Deadline`]) counts as a failure of the endpoint;
 //! one dropped earlier by the caller is not recorded.
 //!
 //! ```
