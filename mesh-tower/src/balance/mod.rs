@@ -1,0 +1,314 @@
+//! The discovery-driven balancer: picks an endpoint for each attempt.
+//!
+//! # Where it sits
+//!
+//! Below the retry and per-try timeout layers, above the connector: every
+//! *attempt* of a request passes here once. [`Balance`] reads the
+//! [`Subset`] the router chose (none: all endpoints) and the
+//! [`TriedEndpoints`] of earlier attempts, picks an endpoint with the
+//! service's algorithm, rewrites the request's URI to that endpoint
+//! ([`set_endpoint`](crate::connect::set_endpoint)) and calls the inner
+//! service. The response carries [`ServedBy`](crate::ext::ServedBy); an error is wrapped in
+//! [`EndpointError`](crate::error::EndpointError) naming the endpoint, so
+//! the retry layer can avoid it next time.
+//!
+//! # The pool
+//!
+//! The state lives in an [`EndpointPool`], shared by every clone of the
+//! stack: a mesh-core [`Balancer`](mesh_core::balance::Balancer) over all
+//! endpoints plus one per subset, the service's
+//! [`ConcurrencyLimits`](mesh_core::circuit::ConcurrencyLimits), an
+//! [`OutlierDetector`](mesh_core::outlier::OutlierDetector) and one
+//! lock-free [`EndpointStats`](mesh_core::outlier::EndpointStats) per
+//! endpoint. A background task (one per pool, started inside the tokio
+//! runtime, ended when the last handle is dropped) applies the discovery
+//! stream's updates and runs outlier detection every `interval`, whose
+//! events eject and restore endpoints in every balancer.
+//!
+//! Per request, nothing is allocated and no lock is held across an await:
+//! the request loads the pool's current snapshot (an `ArcSwap`), takes the
+//! balancer's short `parking_lot` lock for the pick (mesh-core's balancer
+//! needs `&mut`), and again for `on_end` when the attempt ends. Everything a
+//! pick needs (schedules, rings, the hashed header name, each endpoint's URI
+//! authority) was computed when the set or the config changed.
+//!
+//! # Live updates
+//!
+//! An update swaps the endpoint set under the balancers; it never touches a
+//! request in flight. A removed endpoint gets no new request but its
+//! in-flight requests complete on their pooled connections (draining); a
+//! new one joins with slow start when the service configures it
+//! (`outlier_detection.slow_start`).
+//!
+//! # Failing fast
+//!
+//! - `max_requests` requests in flight (the attempt holds a permit until its
+//!   response future completes): the next one fails at once with
+//!   [`CircuitOpen`].
+//! - No endpoint yet: the request waits, holding a `max_pending` permit
+//!   (refused with `CircuitOpen` when none is left), for discovery to
+//!   answer, at most the pool's `wait_for_endpoints` (2s by default), then
+//!   fails with [`NoEndpoints`]; at once if
+//!   discovery says the service does not exist. Nothing queues forever.
+//!
+//! # Outcomes
+//!
+//! Each attempt's result is classified once by [`crate::classify`] and
+//! recorded into its endpoint's counters (feeding outlier detection) and
+//! into the balancer (`on_end` with the round trip, for least request and
+//! peak EWMA). An attempt dropped by a timeout above (its per-try timeout
+//! from [`RouteInfo`], or the call's
+//! [`Deadline`]) counts as a failure of the endpoint;
+//! one dropped earlier by the caller is not recorded.
+//!
+//! ```
+//! use mesh_core::config::ServiceConfig;
+//! use mesh_core::Endpoint;
+//! use mesh_discovery::Update;
+//! use mesh_tower::balance::{BalanceLayer, EndpointPool};
+//! use mesh_tower::connect::{ConnectConfig, Connector};
+//! use tower::ServiceBuilder;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = EndpointPool::builder("news", &ServiceConfig::default()).build()?;
+//! pool.apply(Update::Reset(vec![Endpoint::new("127.0.0.1:8081".parse()?)]));
+//! let svc = ServiceBuilder::new()
+//!     .layer(BalanceLayer::new(pool))
+//!     .service(Connector::new(Default::default(), &ConnectConfig::default()));
+//! # let _ = svc;
+//! # Ok(())
+//! # }
+//! ```
+
+mod attempt;
+mod future;
+mod pool;
+mod state;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service, ServiceExt};
+
+pub use future::ResponseFuture;
+pub(crate) use pool::PoolShared;
+pub use pool::{
+    DEFAULT_WAIT_FOR_ENDPOINTS, DiscoveryState, EndpointPool, PoolBuilder, PoolError, PoolObserver,
+};
+pub(crate) use worker::ConfigFollow;
+
+use crate::error::{BoxError, CircuitOpen, NoEndpoints};
+use crate::ext::{Deadline, RouteInfo, Subset, TriedEndpoints};
+
+/// Applies [`Balance`] over an [`EndpointPool`].
+#[derive(Clone, Debug)]
+pub struct BalanceLayer {
+    pool: EndpointPool,
+}
+
+impl BalanceLayer {
+    /// A layer balancing over `pool`.
+    pub fn new(pool: EndpointPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl<S> Layer<S> for BalanceLayer {
+    type Service = Balance<S>;
+
+    fn layer(&self, inner: S) -> Balance<S> {
+        Balance {
+            inner,
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// Picks an endpoint per attempt (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct Balance<S> {
+    inner: S,
+    pool: EndpointPool,
+}
+
+impl<S> Balance<S> {
+    /// Balances `inner`'s requests over `pool`.
+    pub fn new(inner: S, pool: EndpointPool) -> Self {
+        Self { inner, pool }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &EndpointPool {
+        &self.pool
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Balance<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let shared = &self.pool.shared;
+        shared.ensure_started();
+        let permit = match shared.limits.try_acquire_request() {
+            Ok(p) => p,
+            Err(source) => {
+                shared.observer.circuit_open();
+                return ResponseFuture::failed(Box::new(CircuitOpen {
+                    service: shared.service.clone(),
+                    source,
+                }));
+            }
+        };
+        let subset = req.extensions().get::<Subset>().and_then(|s| s.0);
+        let timeout_at = attempt_timeout(&req);
+        let snap = shared.snapshot.load();
+        let hash = PoolShared::request_hash(&snap, req.headers());
+        let tried = req
+            .extensions()
+            .get::<TriedEndpoints>()
+            .map_or(&[][..], |t| &t.0[..]);
+        match shared.try_pick(&snap, subset, hash, tried) {
+            Err(e) => ResponseFuture::failed(Box::new(e)),
+            Ok(Some(mut attempt)) => {
+                drop(snap);
+                attempt.set_timeout_at(timeout_at);
+                crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
+                ResponseFuture::attempt(self.inner.call(req), attempt, permit)
+            }
+            Ok(None) => {
+                let tried = tried.to_vec();
+                drop(snap);
+                let shared = shared.clone();
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(Box::pin(async move {
+                    let _permit = permit;
+                    let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
+                    attempt.set_timeout_at(timeout_at);
+                    crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
+                    let mut inner = inner;
+                    let result = match inner.ready().await {
+                        Ok(svc) => svc.call(req).await,
+                        Err(e) => Err(e),
+                    };
+                    attempt.finish(result)
+                }))
+            }
+        }
+    }
+}
+
+/// When the layers above give up on this attempt: the route's per-try
+/// timeout from now, capped by the call's deadline.
+fn attempt_timeout<B>(req: &Request<B>) -> Option<tokio::time::Instant> {
+    let per_try = req
+        .extensions()
+        .get::<RouteInfo>()
+        .and_then(|r| r.0.retry.as_ref())
+        .and_then(|p| p.per_try_timeout())
+        .map(|d| tokio::time::Instant::now() + d);
+    let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
+    match (per_try, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The slow path: wait (bounded, holding a pending permit) until discovery
+/// gives the chosen set an endpoint.
+async fn wait_pick(
+    shared: &Arc<PoolShared>,
+    subset: Option<usize>,
+    hash: Option<u64>,
+    tried: &[std::net::SocketAddr],
+) -> Result<attempt::Attempt, BoxError> {
+    let _pending = shared.limits.try_acquire_pending().map_err(|source| {
+        shared.observer.circuit_open();
+        CircuitOpen {
+            service: shared.service.clone(),
+            source,
+        }
+    })?;
+    let mut rx = shared.state.subscribe();
+    let deadline = tokio::time::Instant::now() + shared.wait;
+    loop {
+        let state = *rx.borrow_and_update();
+        let snap = shared.snapshot.load_full();
+        if let Some(attempt) = shared.try_pick(&snap, subset, hash, tried)? {
+            return Ok(attempt);
+        }
+        let reason = match state {
+            DiscoveryState::DoesNotExist => {
+                let reason = match &*shared.failure.lock() {
+                    Some(failure) => failure.to_string(),
+                    None => "service does not exist".into(),
+                };
+                return Err(Box::new(NoEndpoints {
+                    service: shared.service.clone(),
+                    reason,
+                }));
+            }
+            DiscoveryState::Waiting => "discovery found none",
+            DiscoveryState::Exists => match subset.and_then(|i| snap.subsets.get(i)) {
+                Some(_) => "the subset has no endpoints",
+                None => "the service has no endpoints",
+            },
+        };
+        drop(snap);
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                let subset_name = subset.and_then(|i| {
+                    shared
+                        .snapshot
+                        .load()
+                        .subsets
+                        .get(i)
+                        .map(|(n, _)| n.clone())
+                });
+                return Err(Box::new(NoEndpoints {
+                    service: shared.service.clone(),
+                    reason: match subset_name {
+                        Some(name) => {
+                            format!("{reason} (subset `{name}`) within {:?}", shared.wait)
+                        }
+                        None => format!("{reason} within {:?}", shared.wait),
+                    },
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! [`MeshClient`]: the assembled client stack for one upstream service.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use mesh_core::config::Protocol;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder};
+
+use crate::balance::BalanceLayer;
+use crate::body::MeshBody;
+use crate::error::BoxError;
+use crate::mesh::{MeshError, Resources};
+use crate::metrics::MetricsLayer;
+use crate::retry::{OnRetry, RetryLayer};
+use crate::router::RouterLayer;
+use crate::service::ServiceState;
+use crate::timeout::TimeoutLayer;
+
+type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Incoming>, BoxError>;
+
+/// A client for one upstream service through the mesh: a cloneable tower
+/// `Service<http::Request<B>>` for any hyper 1 body, returning
+/// `http::Response<hyper::body::Incoming>`.
+///
+/// Get one from [`Mesh::client`](crate::Mesh::client). Requests name the
+/// service in their URI's authority or not at all (`http://news-service/path`
+/// or just `/path`): the mesh picks the endpoint; the original authority
+/// becomes the `Host` header. Responses carry [`ServedBy`](crate::ext::ServedBy)
+/// and [`Attempts`](crate::ext::Attempts); errors are [`BoxError`]s to
+/// classify with [`error::kind`](crate::error::kind) or downcast.
+///
+/// Clones share everything (balancers, connection pool, limits, budget):
+/// clone it freely, e.g. into axum state.
+#[derive(Clone)]
+pub struct MeshClient {
+    service: Arc<str>,
+    stack: Stack,
+    /// Keeps the service's state and the mesh's config watcher alive.
+    _keep: Option<(Arc<ServiceState>, Arc<Resources>)>,
+}
+
+impl std::fmt::Debug for MeshClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshClient")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshClient {
+    pub(crate) fn new(state: Arc<ServiceState>, resources: Arc<Resources>) -> Self {
+        let connector = match state.protocol {
+            Protocol::Http => resources.http1.clone(),
+            Protocol::Http2 | Protocol::Grpc => resources.http2.clone(),
+        };
+        let on_retry: OnRetry = {
+            let metrics = state.metrics.clone();
+            let labels = state.labels.clone();
+            Arc::new(move |_: &Request<MeshBody>| metrics.record_retry(&labels))
+        };
+        // DESIGN.md's order, outermost first (see the crate docs).
+        let stack = ServiceBuilder::new()
+            .layer(MetricsLayer::client(
+                state.metrics.clone(),
+                state.labels.clone(),
+            ))
+            .layer(RouterLayer::shared(state.routes.clone()))
+            .layer(TimeoutLayer::call(None))
+            .layer(
+                RetryLayer::new(None)
+                    .budget(state.budget.clone())
+                    .on_retry(on_retry),
+            )
+            .layer(TimeoutLayer::per_try(None))
+            .layer(BalanceLayer::new(state.pool.clone()))
+            .service(connector);
+        Self {
+            service: state.name.clone(),
+            stack: BoxCloneSyncService::new(stack),
+            _keep: Some((state, resources)),
+        }
+    }
+
+    /// A client failing every request with `err` (its config could not be
+    /// compiled).
+    pub(crate) fn failing(service: &str, err: MeshError) -> Self {
+        let err = Arc::new(err);
+        let stack = tower::service_fn(move |_: Request<MeshBody>| {
+            let err = err.clone();
+            async move { Err::<Response<Incoming>, BoxError>(Box::new(SharedError(err))) }
+        });
+        Self {
+            service: Arc::from(service),
+            stack: BoxCloneSyncService::new(stack),
+            _keep: None,
+        }
+    }
+
+    /// The upstream service.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}
+
+/// A setup error shared by every request of a failing client.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SharedError(Arc<MeshError>);
+
+/// A caller's body as a [`MeshBody`]: a `MeshBody` passes as is, anything
+/// else streams (the retry layer buffers small ones).
+fn into_mesh_body<B>(body: B) -> MeshBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut slot = Some(body);
+    if let Some(mesh) = (&mut slot as &mut dyn Any).downcast_mut::<Option<MeshBody>>() {
+        return mesh.take().unwrap_or_default();
+    }
+    match slot {
+        Some(body) => MeshBody::streaming(body),
+        None => MeshBody::empty(),
+    }
+}
+
+impl<B> Service<Request<B>> for MeshClient
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.stack.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        ResponseFuture {
+            inner: self.stack.call(req.map(into_mesh_body)),
+        }
+    }
+}
+
+/// The response future of [`MeshClient`].
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>,
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}

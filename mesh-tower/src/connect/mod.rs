@@ -1,0 +1,166 @@
+//! The connector: pooled hyper-util connections to one endpoint at a time.
+//!
+//! At the bottom of the client stack, below the balancer, a request already
+//! knows its endpoint: the balancer rewrote its URI to the endpoint's
+//! address ([`set_endpoint`]), keeping the original authority (the mesh
+//! service name, `news-service`) in the `Host` header. What is left is to
+//! send it over a pooled connection:
+//!
+//! - a hyper-util legacy [`Client`] over an [`HttpConnector`] with
+//!   `TCP_NODELAY` and a connect timeout, pooling idle connections per
+//!   endpoint address (the pool key is the rewritten authority);
+//! - HTTP/1.1 for `protocol: http`, HTTP/2 with prior knowledge (no
+//!   upgrade, no TLS) for `protocol: http2` and `grpc`.
+//!
+//! A connection to a removed endpoint is not closed by the removal: the
+//! requests in flight on it complete (draining), and it is dropped from the
+//! pool once idle.
+//!
+//! ```
+//! use mesh_core::config::Protocol;
+//! use mesh_tower::connect::{ConnectConfig, Connector};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let connector = Connector::new(Protocol::Http2, &ConnectConfig::default());
+//! # let _ = connector;
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mesh_core::config::Protocol;
+
+use crate::body::MeshBody;
+use crate::error::BoxError;
+
+#[cfg(test)]
+mod tests;
+
+/// How connections are made and pooled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// TCP connect timeout (default 1s).
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept (default 90s).
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per endpoint (default 32).
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+        }
+    }
+}
+
+/// Sends a request, whose URI already names its endpoint, over a pooled
+/// connection (see the [module docs](self)). Cheap to clone: clones share
+/// the pool.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    client: Client<HttpConnector, MeshBody>,
+}
+
+impl Connector {
+    /// A connector speaking HTTP/1.1 (`http`) or HTTP/2 with prior knowledge
+    /// (`http2`, `grpc`).
+    pub fn new(protocol: Protocol, config: &ConnectConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.enforce_http(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new());
+        if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
+            builder.http2_only(true);
+        }
+        Self {
+            client: builder.build(http),
+        }
+    }
+}
+
+impl tower::Service<Request<MeshBody>> for Connector {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<MeshBody>) -> ResponseFuture {
+        ResponseFuture {
+            inner: self.client.request(req),
+        }
+    }
+}
+
+/// The [`Connector`]'s response future.
+pub struct ResponseFuture {
+    inner: hyper_util::client::legacy::ResponseFuture,
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The legacy client's future is `Unpin`.
+        Pin::new(&mut self.inner)
+            .poll(cx)
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+}
+
+/// Points `req` at `endpoint`: the URI becomes `http://<endpoint><path>`,
+/// and the original authority, if any, moves to the `Host` header (unless
+/// the request already has one). `endpoint` is precomputed per endpoint, so
+/// this allocates nothing but the `Host` value of a request without one.
+pub fn set_endpoint<B>(req: &mut Request<B>, endpoint: &Authority) {
+    let original = std::mem::take(req.uri_mut());
+    let mut parts = original.into_parts();
+    if let Some(authority) = parts.authority.take()
+        && !req.headers().contains_key(HOST)
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(HOST, value);
+    }
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(endpoint.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// The URI authority of an endpoint address (`10.0.0.1:80`, `[::1]:80`).
+pub fn authority(addr: std::net::SocketAddr) -> Option<Authority> {
+    Authority::try_from(addr.to_string()).ok()
+}

@@ -1,0 +1,107 @@
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::Request as AxumRequest;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+
+/// An axum server answering `<version> <host> <path?query> <body>`.
+async fn server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let app = Router::new().fallback(|req: AxumRequest| async move {
+        let version = format!("{:?}", req.version());
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        format!("{version} {host} {pq} {}", String::from_utf8_lossy(&body))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, task)
+}
+
+async fn send(protocol: Protocol, addr: SocketAddr, uri: &str, body: MeshBody) -> String {
+    let connector = Connector::new(protocol, &ConnectConfig::default());
+    let mut req = Request::post(uri).body(body).unwrap();
+    set_endpoint(&mut req, &authority(addr).unwrap());
+    assert_eq!(req.uri().authority().unwrap().as_str(), addr.to_string());
+    let response = connector.oneshot(req).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn http1_keeps_the_service_name_as_host() {
+    let (addr, server) = server().await;
+    let got = send(
+        Protocol::Http,
+        addr,
+        "http://news-service/a/b?c=1",
+        MeshBody::full("hi"),
+    )
+    .await;
+    assert_eq!(got, "HTTP/1.1 news-service /a/b?c=1 hi");
+    server.abort();
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_for_http2_and_grpc() {
+    let (addr, server) = server().await;
+    for protocol in [Protocol::Http2, Protocol::Grpc] {
+        let got = send(
+            protocol,
+            addr,
+            "http://news-service/x",
+            MeshBody::streaming(http_body_util::Full::new(bytes::Bytes::from_static(b"s"))),
+        )
+        .await;
+        assert_eq!(got, "HTTP/2.0 news-service /x s");
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn an_origin_form_uri_gets_the_endpoint_and_no_host() {
+    let mut req = Request::get("/only/path").body(()).unwrap();
+    set_endpoint(&mut req, &Authority::from_static("10.0.0.1:80"));
+    assert_eq!(req.uri(), "http://10.0.0.1:80/only/path");
+    assert!(req.headers().get(HOST).is_none());
+    // A Host the caller set wins.
+    let mut req = Request::get("http://news/")
+        .header(HOST, "explicit")
+        .body(())
+        .unwrap();
+    set_endpoint(&mut req, &Authority::from_static("10.0.0.1:80"));
+    assert_eq!(req.headers()[HOST], "explicit");
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connect_failure() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let connector = Connector::new(Protocol::Http, &ConnectConfig::default());
+    let mut req = Request::get("http://news/")
+        .body(MeshBody::empty())
+        .unwrap();
+    set_endpoint(&mut req, &authority(addr).unwrap());
+    let err = connector.oneshot(req).await.unwrap_err();
+    assert_eq!(
+        crate::error::kind(&*err),
+        crate::error::ErrorKind::ConnectFailure
+    );
+}

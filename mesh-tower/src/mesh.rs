@@ -1,0 +1,391 @@
+//! [`Mesh`]: the entry point. One per process; hands out a [`MeshClient`]
+//! per upstream service.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_core::config::{ConfigErrors, MeshEnv};
+use mesh_core::{Endpoint, MeshConfig};
+use mesh_discovery::{Discover, DiscoveryError, DnsConfig, FileOptions, FileSource, Resolver};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::balance::DEFAULT_WAIT_FOR_ENDPOINTS;
+use crate::client::MeshClient;
+use crate::connect::{ConnectConfig, Connector};
+use crate::metrics::Metrics;
+use crate::metrics::prometheus::{self, MetricsError, Telemetry};
+use crate::service::{ServiceError, ServiceState};
+use mesh_core::config::Protocol;
+use std::net::SocketAddr;
+
+/// The mesh could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// A mesh environment variable is invalid.
+    #[error("mesh environment: {0}")]
+    Env(#[source] ConfigErrors),
+    /// The config file could not be opened or loaded.
+    #[error("mesh config: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// The Prometheus `/metrics` pipeline could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsError),
+    /// A service's config could not be compiled.
+    #[error("service `{service}`: {source}")]
+    Service {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: ServiceError,
+    },
+}
+
+/// The proxyless mesh inside this process: config, discovery and one shared
+/// state per upstream service (see the [crate docs](crate)).
+///
+/// Cheap to clone. Build it with [`Mesh::builder`] or [`Mesh::from_env`],
+/// then call [`client`](Mesh::client) per upstream service. Background tasks
+/// (one per service: discovery, config, outlier detection) end once the
+/// `Mesh` and every client of that service are dropped.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<MeshInner>,
+}
+
+struct MeshInner {
+    resources: Arc<Resources>,
+    services: Mutex<HashMap<String, Arc<ServiceState>>>,
+}
+
+/// What clients keep alive: the config channel and its file watcher.
+pub(crate) struct Resources {
+    pub(crate) config: watch::Receiver<Arc<MeshConfig>>,
+    discover: Arc<dyn Discover>,
+    wait: Duration,
+    pub(crate) http1: Connector,
+    pub(crate) http2: Connector,
+    pub(crate) local_service: Option<String>,
+    metrics: Metrics,
+    telemetry: Option<Telemetry>,
+    _file: Option<FileSource>,
+    _config_tx: Option<watch::Sender<Arc<MeshConfig>>>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("local_service", &self.inner.resources.local_service)
+            .field(
+                "services",
+                &self.inner.services.lock().keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Mesh`].
+#[must_use]
+pub struct MeshBuilder {
+    config: Option<MeshConfig>,
+    config_updates: Option<watch::Receiver<Arc<MeshConfig>>>,
+    config_file: Option<PathBuf>,
+    endpoints: BTreeMap<String, Vec<Endpoint>>,
+    dns: DnsConfig,
+    discover: Option<Arc<dyn Discover>>,
+    wait: Duration,
+    connect: ConnectConfig,
+    local_service: Option<String>,
+    metrics: Option<Metrics>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for MeshBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshBuilder").finish_non_exhaustive()
+    }
+}
+
+impl MeshBuilder {
+    /// A fixed config (services, routes, policies, static endpoints).
+    pub fn config(mut self, config: MeshConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// A live config: each new value applies to every service at once.
+    pub fn config_updates(mut self, config: watch::Receiver<Arc<MeshConfig>>) -> Self {
+        self.config_updates = Some(config);
+        self
+    }
+
+    /// A config file, loaded now and watched (a bad edit keeps the last
+    /// good config). Needs a tokio runtime at [`build`](Self::build).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Static endpoints for `service`, as `MESH_ENDPOINTS_<SVC>` gives them
+    /// (used when the config does not list the service's endpoints).
+    pub fn endpoints(mut self, service: impl Into<String>, endpoints: Vec<Endpoint>) -> Self {
+        self.endpoints.insert(service.into(), endpoints);
+        self
+    }
+
+    /// How DNS names are resolved.
+    pub fn dns(mut self, dns: DnsConfig) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    /// Everything the environment gives: `MESH_CONFIG`,
+    /// `MESH_ENDPOINTS_*`, `MESH_DNS_SERVER`, `MESH_SERVICE`,
+    /// `MESH_METRICS_ADDR`.
+    pub fn env(mut self, env: &MeshEnv) -> Self {
+        if let Some(path) = &env.config_path {
+            self.config_file = Some(path.clone());
+        }
+        for (service, eps) in &env.endpoints {
+            self.endpoints.insert(service.clone(), eps.clone());
+        }
+        if let Some(server) = env.dns_server {
+            self.dns.server = Some(server);
+        }
+        if let Some(addr) = env.metrics_addr {
+            self.metrics_addr = Some(addr);
+        }
+        if env.service.is_some() {
+            self.local_service = env.service.clone();
+        }
+        self
+    }
+
+    /// Discovers endpoints from `discover` instead of the config, the
+    /// static endpoints and DNS.
+    pub fn discover(mut self, discover: impl Discover + 'static) -> Self {
+        self.discover = Some(Arc::new(discover));
+        self
+    }
+
+    /// How long a request waits for a service's first endpoints before
+    /// failing with [`NoEndpoints`](crate::error::NoEndpoints) (default 2s).
+    pub fn wait_for_endpoints(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Connect timeout and pooling.
+    pub fn connect(mut self, connect: ConnectConfig) -> Self {
+        self.connect = connect;
+        self
+    }
+
+    /// This service's own name (metrics).
+    pub fn local_service(mut self, name: impl Into<String>) -> Self {
+        self.local_service = Some(name.into());
+        self
+    }
+
+    /// Records golden signals with `metrics` (default:
+    /// [`Metrics::global`] at [`build`](Self::build), a no-op unless a
+    /// provider was installed).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves Prometheus `GET /metrics` on `addr` (`MESH_METRICS_ADDR`):
+    /// [`build`](Self::build) installs the [Prometheus
+    /// pipeline](crate::metrics::prometheus) as the global meter provider
+    /// and records into it (overriding [`metrics`](Self::metrics)). Needs a
+    /// tokio runtime.
+    pub fn metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Builds the mesh. Opens the config file, if any (inside a tokio
+    /// runtime); discovery starts per service, lazily.
+    pub fn build(self) -> Result<Mesh, MeshError> {
+        let mut file = None;
+        let mut config_tx = None;
+        let config = if let Some(path) = self.config_file {
+            let source = FileSource::open(
+                path,
+                FileOptions {
+                    dns: self.dns.clone(),
+                    ..FileOptions::default()
+                },
+            )?;
+            let rx = source.subscribe();
+            file = Some(source);
+            rx
+        } else if let Some(rx) = self.config_updates {
+            rx
+        } else {
+            let (tx, rx) = watch::channel(Arc::new(self.config.unwrap_or_default()));
+            config_tx = Some(tx);
+            rx
+        };
+        let discover = match self.discover {
+            Some(d) => d,
+            None => Arc::new(
+                Resolver::new(self.dns)
+                    .with_env_endpoints(self.endpoints)
+                    .with_config_updates(config.clone()),
+            ),
+        };
+        let (metrics, telemetry) = match self.metrics_addr {
+            Some(addr) => {
+                let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
+                let meter =
+                    opentelemetry::metrics::MeterProvider::meter(&telemetry.provider, "mesh-tower");
+                (Metrics::new(&meter), Some(telemetry))
+            }
+            None => (self.metrics.unwrap_or_else(Metrics::global), None),
+        };
+        Ok(Mesh {
+            inner: Arc::new(MeshInner {
+                resources: Arc::new(Resources {
+                    config,
+                    discover,
+                    wait: self.wait,
+                    http1: Connector::new(Protocol::Http, &self.connect),
+                    http2: Connector::new(Protocol::Http2, &self.connect),
+                    local_service: self.local_service,
+                    metrics,
+                    telemetry,
+                    _file: file,
+                    _config_tx: config_tx,
+                }),
+                services: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// Installs the Prometheus pipeline globally and serves it on `addr`.
+fn serve_metrics(addr: SocketAddr, service: Option<&str>) -> Result<Telemetry, MeshError> {
+    let (provider, exposition) = prometheus::pipeline(service)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| MeshError::Metrics(MetricsError::Bind { addr, source }))?;
+    let server = prometheus::serve(listener, exposition.clone())?;
+    opentelemetry::global::set_meter_provider(provider.clone());
+    Ok(Telemetry {
+        provider,
+        server,
+        exposition,
+    })
+}
+
+impl Mesh {
+    /// A builder with no config, no static endpoints and the system's DNS.
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder {
+            config: None,
+            config_updates: None,
+            config_file: None,
+            endpoints: BTreeMap::new(),
+            dns: DnsConfig::default(),
+            discover: None,
+            wait: DEFAULT_WAIT_FOR_ENDPOINTS,
+            connect: ConnectConfig::default(),
+            local_service: None,
+            metrics: None,
+            metrics_addr: None,
+        }
+    }
+
+    /// The mesh this process's environment describes (DESIGN.md's
+    /// environment contract): `MESH_CONFIG` (loaded and watched),
+    /// `MESH_ENDPOINTS_<SVC>`, `MESH_DNS_SERVER`, `MESH_SERVICE`, and
+    /// `MESH_METRICS_ADDR` (Prometheus `/metrics` served there, see
+    /// [`MeshBuilder::metrics_addr`]). Call it inside a tokio runtime when
+    /// `MESH_CONFIG` or `MESH_METRICS_ADDR` is set.
+    pub fn from_env() -> Result<Mesh, MeshError> {
+        let env = MeshEnv::from_vars(std::env::vars()).map_err(MeshError::Env)?;
+        Mesh::builder().env(&env).build()
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<MeshConfig> {
+        self.inner.resources.config.borrow().clone()
+    }
+
+    /// Where Prometheus `/metrics` is served, if it is
+    /// ([`MeshBuilder::metrics_addr`], `MESH_METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner
+            .resources
+            .telemetry
+            .as_ref()
+            .map(|t| t.server.local_addr())
+    }
+
+    /// The instruments the mesh records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.resources.metrics
+    }
+
+    /// This service's own name, if known (`MESH_SERVICE`).
+    pub fn local_service(&self) -> Option<&str> {
+        self.inner.resources.local_service.as_deref()
+    }
+
+    /// A client for `service` (a service name, or a target URI such as
+    /// `static:///127.0.0.1:8081` or `dns:///news.example.com:8080`).
+    ///
+    /// Never blocks: discovery starts in the background (inside the tokio
+    /// runtime, at once if there is one, else on the first request), and the
+    /// first requests wait, bounded, for endpoints. Clients of the same
+    /// service share their state (balancers, limits, outlier detection,
+    /// retry budget).
+    ///
+    /// A service whose config cannot be compiled (impossible for a config
+    /// that passed validation) yields a client failing every request with
+    /// the reason; [`try_client`](Self::try_client) returns it instead.
+    pub fn client(&self, service: &str) -> MeshClient {
+        match self.try_client(service) {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::error!(service, error = %err, "mesh client cannot be built");
+                MeshClient::failing(service, err)
+            }
+        }
+    }
+
+    /// A client for `service`, or why its config cannot be compiled.
+    pub fn try_client(&self, service: &str) -> Result<MeshClient, MeshError> {
+        let state = {
+            let mut services = self.inner.services.lock();
+            match services.get(service) {
+                Some(state) => state.clone(),
+                None => {
+                    let res = &self.inner.resources;
+                    let state = ServiceState::new(
+                        service,
+                        res.config.clone(),
+                        res.discover.clone(),
+                        res.wait,
+                        res.metrics.clone(),
+                    )
+                    .map_err(|source| MeshError::Service {
+                        service: service.to_string(),
+                        source,
+                    })?;
+                    let state = Arc::new(state);
+                    services.insert(service.to_string(), state.clone());
+                    state
+                }
+            }
+        };
+        state.pool.start();
+        Ok(MeshClient::new(state, self.inner.resources.clone()))
+    }
+}
