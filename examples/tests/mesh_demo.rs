@@ -29,7 +29,7 @@ fn runs_for_its_duration_and_shows_split_and_resilience() {
 
     // A live table every second (plain lines: stdout is not a terminal).
     assert!(
-        out.matches("callers, through the mesh").count() >= 3,
+        out.matches("callers, through the mesh").count() >= 2,
         "{out}"
     );
     assert!(!out.contains('\x1b'), "no terminal escapes in plain mode");
