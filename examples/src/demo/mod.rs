@@ -12,7 +12,7 @@
 //! seconds retries save the failed requests (sent to the other v1
 //! instance), the instance is ejected, and later comes back.
 //!
-//! Every second [`report`] prints what the callers saw (per service, from
+//! Every second the reporter prints what the callers saw (per service, from
 //! the load loop), what each instance saw (per endpoint, retries included,
 //! measured in the instance), the split, the retries (from the mesh's
 //! `mesh.client.retries`) and the ejections (from `mesh.outlier.ejections`
