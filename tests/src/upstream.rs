@@ -118,6 +118,9 @@ pub struct Options {
     pub faults: Faults,
     /// Seed of the fault RNG (same seed, same request order: same faults).
     pub seed: u64,
+    /// Where to listen (default `127.0.0.1:0`; any `127.x.y.z` works on
+    /// Linux, e.g. for DNS records with distinct addresses).
+    pub bind: SocketAddr,
 }
 
 impl Options {
@@ -128,7 +131,14 @@ impl Options {
             version: None,
             faults: Faults::none(),
             seed: 1,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+
+    /// Sets the listen address.
+    pub fn bind(mut self, addr: SocketAddr) -> Options {
+        self.bind = addr;
+        self
     }
 
     /// Sets the version label.
@@ -192,15 +202,21 @@ pub struct Upstream {
 impl Upstream {
     /// Starts serving on the current tokio runtime.
     pub async fn start(options: Options) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::try_start(options).await.unwrap()
+    }
+
+    /// Starts serving on the current tokio runtime, or says why it cannot
+    /// listen (e.g. the address is taken).
+    pub async fn try_start(options: Options) -> std::io::Result<Upstream> {
+        let listener = TcpListener::bind(options.bind).await?;
         let shared = shared(&options, listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(serve(listener, shared.clone(), stopped));
-        Upstream {
+        Ok(Upstream {
             shared,
             stop: Some(stop),
             thread: None,
-        }
+        })
     }
 
     /// Starts serving on a thread of its own with its own runtime: usable
@@ -216,7 +232,7 @@ impl Upstream {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let listener = TcpListener::bind(options.bind).await.unwrap();
                     let shared = shared(&options, listener.local_addr().unwrap());
                     ready_tx.send(shared.clone()).unwrap();
                     serve(listener, shared, stopped).await;

@@ -154,3 +154,21 @@ fn own_thread_serves_synchronous_callers() {
     drop(up); // joins the thread
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[tokio::test]
+async fn binds_other_loopback_addresses() {
+    let a = Upstream::start(Options::new("a").bind(([127, 0, 0, 2], 0).into())).await;
+    let port = a.addr().port();
+    let b = Upstream::try_start(Options::new("b").bind(([127, 0, 0, 3], port).into()))
+        .await
+        .unwrap();
+    assert_eq!(b.addr(), SocketAddr::from(([127, 0, 0, 3], port)));
+    let (_, headers, _) = get(&http1(), &b, "/").await;
+    assert_eq!(headers["x-upstream"], "b");
+    assert!(
+        Upstream::try_start(Options::new("c").bind(a.addr()))
+            .await
+            .is_err(),
+        "a taken address is an error"
+    );
+}
