@@ -29,7 +29,7 @@ use mesh_core::config::parse_duration;
 use mesh_tower::BoxError;
 use tower::Service;
 
-use super::EXIT_INVALID;
+use super::{EXIT_ERROR, EXIT_INVALID};
 use drive::{Control, Plan, Until};
 
 /// Arguments of `meshctl call`.
@@ -153,6 +153,87 @@ impl Args {
     }
 }
 
+/// Runs the command: 0 when every request succeeded, 1 when some failed,
+/// 2 on usage, environment or config errors.
+pub fn run(args: Args) -> ExitCode {
+    let target = match args.target() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("meshctl: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let env = match mesh_env(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(msg) => {
+            eprintln!("meshctl: {msg}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshctl: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    runtime.block_on(async {
+        // As `Mesh::from_env`, from an environment read without panicking
+        // on variables that are not UTF-8.
+        let mesh = match mesh_tower::Mesh::builder().env(&env).build() {
+            Ok(mesh) => mesh,
+            Err(e) => {
+                eprintln!("meshctl: {}", chain(&e));
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        let client = match mesh.try_client(&target.service) {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("meshctl: {}", chain(&e));
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        call_with(client, target.plan, args.json).await
+    })
+}
+
+/// The environment contract from the process environment; a variable of
+/// ours that is not UTF-8 is an error (std's `vars()` would panic on it).
+fn mesh_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<mesh_core::config::MeshEnv, String> {
+    let mut utf8 = Vec::new();
+    for (k, v) in vars {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => utf8.push((k, v)),
+            (Ok(k), Err(_)) if k.starts_with("MESH_") || k == "OTEL_SERVICE_NAME" => {
+                return Err(format!("environment variable {k} is not valid UTF-8"));
+            }
+            _ => {}
+        }
+    }
+    mesh_core::config::MeshEnv::from_vars(utf8).map_err(|e| e.to_string())
+}
+
+/// `error: cause: cause`.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = e.source();
+    }
+    out
+}
+
 /// Runs `plan` through `service` and prints the report (text, or JSON with
 /// `json`) on stdout, with a progress line on stderr when stderr is a
 /// terminal. The first Ctrl-C stops sending (requests in flight finish), a
@@ -187,7 +268,7 @@ where
     };
     if let Err(e) = written.and_then(|()| out.flush()) {
         eprintln!("meshctl: cannot write the report: {e}");
-        return ExitCode::from(super::EXIT_ERROR);
+        return ExitCode::from(EXIT_ERROR);
     }
     if report.failed == 0 && report.requests > 0 {
         ExitCode::SUCCESS
@@ -217,11 +298,13 @@ async fn progress(control: Arc<Control>, until: Until) {
         let (done, failed) = control.progress();
         let secs = start.elapsed().as_secs_f64();
         let of = match until {
-            Until::Requests(n) => format!("{done}/{n}"),
-            Until::Duration(d) => format!("{done} in {secs:.0}/{:.0}s", d.as_secs_f64()),
+            Until::Requests(n) => format!("{done}/{n} requests"),
+            Until::Duration(d) => {
+                format!("{done} requests ({secs:.0}s of {:.0}s)", d.as_secs_f64())
+            }
         };
         eprint!(
-            "\r\x1b[K{of} requests, {failed} failed, {:.0}/s",
+            "\r\x1b[K{of}, {failed} failed, {:.0}/s",
             done as f64 / secs.max(0.001)
         );
     }

@@ -11,8 +11,9 @@
 //!   quietly lowering the rate (the "coordinated omission" of closed-loop
 //!   load generators).
 //!
-//! Stopping: after `--requests N` requests, or when the next request would
-//! be due after `--duration D` (requests in flight then are awaited), or on
+//! Stopping: after `--requests N` requests, or at the end of `--duration D`
+//! (requests in flight then are awaited; requests due but not yet sent are
+//! dropped and not counted), or on
 //! [`Control::stop`] (first Ctrl-C: in-flight requests finish) or
 //! [`Control::abort`] (second Ctrl-C: in-flight requests are dropped and
 //! not counted).
@@ -192,6 +193,11 @@ async fn worker<S, B>(
             if control.is_stopped() {
                 break;
             }
+        }
+        // A request due in time but not started by the end (every worker
+        // was busy) is not sent: the run lasts the duration.
+        if end.is_some_and(|end| Instant::now() >= end) {
+            break;
         }
         let outcome = one(&mut service, &plan).await;
         tally.lock().record(outcome, due.elapsed());

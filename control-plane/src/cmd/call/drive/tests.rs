@@ -229,3 +229,18 @@ async fn real_upstream_over_http() {
     assert_eq!(json["status"]["200"].as_u64().unwrap(), 200 - failed);
     assert_eq!(json["failed"].as_u64().unwrap(), failed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_duration_run_ends_on_time_even_when_behind() {
+    // 100/s wanted for 1s, one worker needing 300ms per request: requests
+    // due at 0, 10ms, 20ms... are sent at 0, 300, 600, 900ms; then the run
+    // is over, the 96 others are never sent.
+    let (stats, elapsed) = drive(
+        slow(Duration::from_millis(300)),
+        plan(Until::Duration(Duration::from_secs(1)), 1, Some(100.0)),
+        Arc::new(Control::new()),
+    )
+    .await;
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(elapsed, Duration::from_millis(1200));
+}
