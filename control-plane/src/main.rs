@@ -10,6 +10,8 @@
 //!   `meshctl intention create|delete`, `meshctl register`,
 //!   `meshctl deregister`: the control plane's API from the shell
 //!   (`--server` / `MESH_CP_URL`, `--token` / `MESH_CP_TOKEN`, `-o json`).
+//! - `meshctl call URL`: sends traffic through the mesh client and reports
+//!   statuses, endpoints, retries and latency (`--json`).
 //!
 //! Exit codes: 0 success, 1 invalid input (a config with errors, a target that
 //! resolves to nothing), 2 usage or I/O errors.
@@ -49,6 +51,8 @@ enum Command {
     Register(cmd::register::Args),
     /// Remove a registered endpoint.
     Deregister(cmd::register::DeregisterArgs),
+    /// Send traffic to a service through the mesh client and report what happened.
+    Call(cmd::call::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,5 +74,6 @@ fn main() -> ExitCode {
         Command::Intention(args) => cmd::intention::run(args),
         Command::Register(args) => cmd::register::run(args),
         Command::Deregister(args) => cmd::register::deregister(args),
+        Command::Call(args) => cmd::call::run(args),
     }
 }

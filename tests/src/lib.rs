@@ -11,3 +11,4 @@ pub mod dnsmasq;
 pub mod envoy;
 pub mod grpcio;
 pub mod prometheus;
+pub mod upstream;

@@ -2,6 +2,7 @@
 //! flags, the output format, tables, and how failures map to exit codes.
 
 pub mod apply;
+pub mod call;
 pub mod get;
 pub mod intention;
 pub mod register;
