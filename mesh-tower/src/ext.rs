@@ -8,6 +8,7 @@
 //! | [`RouteInfo`] | request | router | timeout, retry, balancer, metrics |
 //! | [`Deadline`] | request | overall timeout | per-try timeout, retry |
 //! | [`TriedEndpoints`] | request | retry (from the second attempt on) | balancer |
+//! | [`AttemptEndpoint`] | request | per-try timeout (a cell the balancer fills) | per-try timeout |
 //! | [`ServedBy`] | response | balancer | retry, metrics, the application |
 //! | [`Attempts`] | response | retry | metrics, the application |
 //! | [`PeerIdentity`] | request (server) | mTLS accept | authorization, server metrics, the application |
@@ -61,6 +62,33 @@ impl Deadline {
 /// them when another endpoint is available.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TriedEndpoints(pub Vec<SocketAddr>);
+
+/// Where the current attempt went: a request-scoped cell the per-try timeout
+/// inserts and the balancer fills when it picks. An attempt cut short by its
+/// timer is dropped before it can say where it was, so the timeout reads the
+/// cell and names the endpoint in its error ([`EndpointError`]), and the
+/// retry layer avoids that endpoint next time.
+///
+/// [`EndpointError`]: crate::error::EndpointError
+#[derive(Debug, Clone, Default)]
+pub struct AttemptEndpoint(Arc<std::sync::OnceLock<SocketAddr>>);
+
+impl AttemptEndpoint {
+    /// An empty cell.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the endpoint (the first call wins).
+    pub fn set(&self, endpoint: SocketAddr) {
+        let _ = self.0.set(endpoint);
+    }
+
+    /// The endpoint, once picked.
+    pub fn get(&self) -> Option<SocketAddr> {
+        self.0.get().copied()
+    }
+}
 
 /// The endpoint that served a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -49,6 +49,11 @@ impl Attempt {
         }
     }
 
+    /// The endpoint this attempt goes to.
+    pub(crate) fn address(&self) -> std::net::SocketAddr {
+        self.picked.address
+    }
+
     pub(crate) fn set_timeout_at(&mut self, at: Option<tokio::time::Instant>) {
         self.timeout_at = at;
     }

@@ -104,7 +104,7 @@ pub use pool::{
 pub(crate) use worker::ConfigFollow;
 
 use crate::error::{BoxError, CircuitOpen, NoEndpoints};
-use crate::ext::{Deadline, RouteInfo, Subset, TriedEndpoints};
+use crate::ext::{AttemptEndpoint, Deadline, RouteInfo, Subset, TriedEndpoints};
 
 /// Applies [`Balance`] over an [`EndpointPool`].
 #[derive(Clone, Debug)]
@@ -205,6 +205,7 @@ where
             Ok(Some(mut attempt)) => {
                 drop(snap);
                 attempt.set_timeout_at(timeout_at);
+                note_endpoint(&req, &attempt);
                 crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
                 ResponseFuture::attempt(self.inner.call(req), attempt, permit)
             }
@@ -218,6 +219,7 @@ where
                     let _permit = permit;
                     let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
                     attempt.set_timeout_at(timeout_at);
+                    note_endpoint(&req, &attempt);
                     crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
                     let mut inner = inner;
                     let result = match inner.ready().await {
@@ -228,6 +230,13 @@ where
                 }))
             }
         }
+    }
+}
+
+/// Tells a per-try timeout above where this attempt went.
+fn note_endpoint<B>(req: &Request<B>, attempt: &attempt::Attempt) {
+    if let Some(cell) = req.extensions().get::<AttemptEndpoint>() {
+        cell.set(attempt.address());
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use crate::error::{BoxError, Elapsed, TimeoutKind};
+use crate::error::{BoxError, Elapsed, EndpointError, TimeoutKind};
+use crate::ext::AttemptEndpoint;
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout): the inner future
@@ -22,6 +23,7 @@ pin_project! {
         kind: TimeoutKind,
         after: Duration,
         at: Instant,
+        endpoint: Option<AttemptEndpoint>,
     }
 }
 
@@ -35,6 +37,7 @@ impl<F> ResponseFuture<F> {
             kind: TimeoutKind::Call,
             after: Duration::ZERO,
             at: Instant::now(),
+            endpoint: None,
         }
     }
 
@@ -45,7 +48,15 @@ impl<F> ResponseFuture<F> {
             kind,
             after,
             at,
+            endpoint: None,
         }
+    }
+
+    /// Names the endpoint in the timeout's error, once the balancer has
+    /// filled `cell`.
+    pub(super) fn with_endpoint(mut self, cell: AttemptEndpoint) -> Self {
+        self.endpoint = Some(cell);
+        self
     }
 }
 
@@ -78,7 +89,18 @@ where
             Poll::Pending => {}
         }
         match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(elapsed())),
+            Poll::Ready(()) => {
+                let err = elapsed();
+                Poll::Ready(Err(
+                    match this.endpoint.as_ref().and_then(AttemptEndpoint::get) {
+                        Some(endpoint) => Box::new(EndpointError {
+                            endpoint,
+                            source: err,
+                        }),
+                        None => err,
+                    },
+                ))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

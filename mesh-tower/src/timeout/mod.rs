@@ -65,7 +65,7 @@ use tower::Service;
 
 use crate::body::MeshBody;
 use crate::error::{BoxError, TimeoutKind};
-use crate::ext::{Deadline, RouteInfo};
+use crate::ext::{AttemptEndpoint, Deadline, RouteInfo};
 
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
@@ -173,7 +173,12 @@ where
                 let Some(at) = now.checked_add(after) else {
                     return ResponseFuture::passthrough(self.inner.call(req));
                 };
+                // A fresh cell per attempt: the balancer below fills it, so
+                // a fired timer can name the endpoint it gave up on.
+                let cell = AttemptEndpoint::new();
+                req.extensions_mut().insert(cell.clone());
                 ResponseFuture::timed(self.inner.call(req), at, TimeoutKind::PerTry, after)
+                    .with_endpoint(cell)
             }
         }
     }

@@ -20,7 +20,6 @@ use crate::common::{blast, get, mesh};
 /// the time) and the request times out again. Un-ignore once the endpoint
 /// of a timed-out attempt reaches the retry layer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: the endpoint of a per-try-timed-out attempt is not added to TriedEndpoints"]
 async fn a_hung_endpoint_costs_at_most_the_per_try_timeout() {
     let hung = Upstream::start(Options::new("hung").faults(Faults::hanging(1.0))).await;
     let ok = Upstream::start(Options::new("ok")).await;
