@@ -309,7 +309,7 @@ impl Mesh {
     /// [`MeshBuilder::metrics_addr`]). Call it inside a tokio runtime when
     /// `MESH_CONFIG` or `MESH_METRICS_ADDR` is set.
     pub fn from_env() -> Result<Mesh, MeshError> {
-        let env = MeshEnv::from_vars(std::env::vars()).map_err(MeshError::Env)?;
+        let env = MeshEnv::from_vars_os(std::env::vars_os()).map_err(MeshError::Env)?;
         Mesh::builder().env(&env).build()
     }
 

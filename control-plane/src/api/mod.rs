@@ -241,13 +241,17 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-/// `error: cause: cause`, for messages and logs.
+/// `error: cause: cause`, for messages and logs (a cause whose text the
+/// message already contains is not repeated).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         cur = c.source();
     }
     out

@@ -163,7 +163,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let env = match mesh_env(std::env::vars_os()) {
+    let env = match super::mesh_env() {
         Ok(env) => env,
         Err(msg) => {
             eprintln!("meshctl: {msg}");
@@ -186,52 +186,19 @@ pub fn run(args: Args) -> ExitCode {
         let mesh = match mesh_tower::Mesh::builder().env(&env).build() {
             Ok(mesh) => mesh,
             Err(e) => {
-                eprintln!("meshctl: {}", chain(&e));
+                eprintln!("meshctl: {}", crate::api::error_chain(&e));
                 return ExitCode::from(EXIT_ERROR);
             }
         };
         let client = match mesh.try_client(&target.service) {
             Ok(client) => client,
             Err(e) => {
-                eprintln!("meshctl: {}", chain(&e));
+                eprintln!("meshctl: {}", crate::api::error_chain(&e));
                 return ExitCode::from(EXIT_ERROR);
             }
         };
         call_with(client, target.plan, args.json).await
     })
-}
-
-/// The environment contract from the process environment; a variable of
-/// ours that is not UTF-8 is an error (std's `vars()` would panic on it).
-fn mesh_env(
-    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-) -> Result<mesh_core::config::MeshEnv, String> {
-    let mut utf8 = Vec::new();
-    for (k, v) in vars {
-        match (k.into_string(), v.into_string()) {
-            (Ok(k), Ok(v)) => utf8.push((k, v)),
-            (Ok(k), Err(_)) if k.starts_with("MESH_") || k == "OTEL_SERVICE_NAME" => {
-                return Err(format!("environment variable {k} is not valid UTF-8"));
-            }
-            _ => {}
-        }
-    }
-    mesh_core::config::MeshEnv::from_vars(utf8).map_err(|e| e.to_string())
-}
-
-/// `error: cause: cause`.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = e.source();
-    }
-    out
 }
 
 /// Runs `plan` through `service` and prints the report (text, or JSON with

@@ -74,6 +74,12 @@ where
     }
 }
 
+/// The environment contract from the process environment (never panics on
+/// variables that are not UTF-8; ours must be).
+pub(crate) fn mesh_env() -> Result<mesh_core::config::MeshEnv, String> {
+    mesh_core::config::MeshEnv::from_vars_os(std::env::vars_os()).map_err(|e| e.to_string())
+}
+
 /// The request never got an answer: exit 2.
 pub(crate) fn request_failed(e: &ClientError) -> ExitCode {
     eprintln!("meshctl: {}", error_chain(e));

@@ -4,7 +4,6 @@
 //! `MESH_CONFIG`, `MESH_ENDPOINTS_<SVC>` and DNS, in that order) or an explicit
 //! target URI (`static:///a:1,b:2`, `dns:///host:port`, `dns:///_http._tcp.name`).
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
 use futures_util::StreamExt;
@@ -15,6 +14,7 @@ use mesh_discovery::{DiscoveryError, DnsError, EndpointSet, Update};
 use serde_json::json;
 
 use super::{EXIT_ERROR, EXIT_INVALID};
+use crate::api::error_chain;
 
 /// Arguments of `meshctl resolve`.
 #[derive(Debug, clap::Args)]
@@ -34,7 +34,7 @@ pub struct Args {
 /// Runs the command: 0 when endpoints were found, 1 when the target resolves
 /// to nothing, 2 on bad targets, bad environment or I/O errors.
 pub fn run(args: Args) -> ExitCode {
-    let env = match mesh_env(std::env::vars_os()) {
+    let env = match super::mesh_env() {
         Ok(env) => env,
         Err(msg) => {
             eprintln!("meshctl: {msg}");
@@ -60,31 +60,11 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
-/// The environment contract, from the process environment. A variable of
-/// ours that is not UTF-8 is an error (std's `vars()` would panic on it).
-fn mesh_env(vars: impl Iterator<Item = (OsString, OsString)>) -> Result<MeshEnv, String> {
-    let mut utf8 = Vec::new();
-    for (k, v) in vars {
-        match (k.into_string(), v.into_string()) {
-            (Ok(k), Ok(v)) => utf8.push((k, v)),
-            (Ok(k), Err(_)) if is_ours(&k) => {
-                return Err(format!("environment variable {k} is not valid UTF-8"));
-            }
-            _ => {}
-        }
-    }
-    MeshEnv::from_vars(utf8).map_err(|e| e.to_string())
-}
-
-fn is_ours(key: &str) -> bool {
-    key.starts_with("MESH_") || key == "OTEL_SERVICE_NAME" || key == "GRPC_XDS_BOOTSTRAP"
-}
-
 async fn once(args: &Args, env: &MeshEnv) -> ExitCode {
     let resolution = match resolve::resolve_once(&args.target, env).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("meshctl: {}: {}", args.target, chain(&e));
+            eprintln!("meshctl: {}: {}", args.target, error_chain(&e));
             // A name that does not exist resolves to nothing: invalid input,
             // not a failure of meshctl.
             let nothing = matches!(
@@ -123,7 +103,7 @@ async fn watch(args: &Args, env: &MeshEnv) -> ExitCode {
     let mut updates = match resolve::watch(&args.target, env) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("meshctl: {}: {}", args.target, chain(&e));
+            eprintln!("meshctl: {}: {}", args.target, error_chain(&e));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -210,36 +190,9 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(cause) = cur {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = cause.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_utf8_variable_of_ours_is_an_error() {
-        use std::os::unix::ffi::OsStringExt;
-        let bad = OsString::from_vec(vec![0xff, 0xfe]);
-        let err =
-            mesh_env(vec![(OsString::from("MESH_SERVICE"), bad.clone())].into_iter()).unwrap_err();
-        assert!(err.contains("MESH_SERVICE"), "{err}");
-        // Someone else's variable is ignored.
-        let env = mesh_env(vec![(OsString::from("LANG"), bad)].into_iter()).unwrap();
-        assert_eq!(env.service, None);
-    }
 
     #[test]
     fn json_shape() {

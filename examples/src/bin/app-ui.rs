@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), BoxError> {
-    let env = MeshEnv::from_vars(std::env::vars())?;
+    let env = MeshEnv::from_vars_os(std::env::vars_os())?;
     let service = env.service.unwrap_or_else(|| "app-ui".into());
     let listen = env.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
 

@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     // The mesh's environment contract: MESH_SERVICE, MESH_LISTEN, ...
-    let env = MeshEnv::from_vars(std::env::vars())?;
+    let env = MeshEnv::from_vars_os(std::env::vars_os())?;
     let service = env.service.unwrap_or_else(|| "news-service".into());
     let listen = env.listen.unwrap_or(([127, 0, 0, 1], 8081).into());
     let version = std::env::var("NEWS_VERSION").unwrap_or_else(|_| "v1".into());

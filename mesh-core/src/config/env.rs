@@ -5,6 +5,7 @@
 //! reported, each error naming the variable.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -75,7 +76,45 @@ pub struct MeshEnv {
 
 const ENDPOINTS_PREFIX: &str = "MESH_ENDPOINTS_";
 
+/// Whether `key` is a variable of the environment contract.
+fn is_mesh_variable(key: &str) -> bool {
+    key.starts_with("MESH_") || key == "OTEL_SERVICE_NAME" || key == "GRPC_XDS_BOOTSTRAP"
+}
+
 impl MeshEnv {
+    /// Reads the mesh variables out of the OS's raw variables, as
+    /// `std::env::vars_os()` gives them: one of ours (`MESH_*`,
+    /// `OTEL_SERVICE_NAME`, `GRPC_XDS_BOOTSTRAP`) that is not UTF-8 is an
+    /// error naming it; anyone else's is ignored. (`std::env::vars()` would
+    /// panic on either.)
+    pub fn from_vars_os<I: IntoIterator<Item = (OsString, OsString)>>(
+        vars: I,
+    ) -> Result<MeshEnv, ConfigErrors> {
+        let mut utf8 = Vec::new();
+        let mut not_utf8 = Vec::new();
+        for (k, v) in vars {
+            match (k.into_string(), v.into_string()) {
+                (Ok(k), Ok(v)) => utf8.push((k, v)),
+                (Ok(k), Err(_)) if is_mesh_variable(&k) => not_utf8.push(k),
+                _ => {}
+            }
+        }
+        let result = Self::from_vars(utf8);
+        if not_utf8.is_empty() {
+            return result;
+        }
+        let mut errors = result.err().map(|e| e.errors).unwrap_or_default();
+        errors.extend(not_utf8.iter().map(|k| {
+            ConfigError::new(
+                ConfigErrorKind::Environment,
+                k,
+                None,
+                "is not valid UTF-8".to_string(),
+            )
+        }));
+        Err(ConfigErrors::new("environment", errors))
+    }
+
     /// Reads the mesh variables out of `vars` (others are ignored).
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(
         vars: I,

@@ -145,3 +145,30 @@ fn overlay_fills_services_without_endpoints_and_adds_missing_ones() {
     assert_eq!(new.retry, None, "default policy");
     assert!(cfg.validate().is_ok());
 }
+
+#[test]
+fn raw_os_variables_never_panic_and_ours_must_be_utf8() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let bad = || OsString::from_vec(vec![0xff, 0xfe]);
+    let ok = MeshEnv::from_vars_os(vec![
+        (OsString::from("MESH_SERVICE"), OsString::from("app-ui")),
+        (OsString::from("LANG"), bad()),
+        (OsString::from_vec(vec![0xff]), OsString::from("x")),
+    ])
+    .unwrap();
+    assert_eq!(ok.service.as_deref(), Some("app-ui"));
+
+    let err = MeshEnv::from_vars_os(vec![
+        (OsString::from("MESH_CONFIG"), bad()),
+        (OsString::from("MESH_LISTEN"), OsString::from("nope")),
+    ])
+    .unwrap_err();
+    assert_eq!(err.origin, "environment");
+    assert!(err.has_path("MESH_CONFIG"), "{err}");
+    assert!(err.has_path("MESH_LISTEN"), "both reported: {err}");
+    assert!(
+        err.to_string().contains("MESH_CONFIG: is not valid UTF-8"),
+        "{err}"
+    );
+}
