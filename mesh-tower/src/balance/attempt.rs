@@ -36,6 +36,7 @@ impl Attempt {
         picked: Picked,
         entry: Arc<EndpointEntry>,
         record: bool,
+        start: std::time::Instant,
     ) -> Self {
         Self {
             shared,
@@ -43,7 +44,7 @@ impl Attempt {
             picked,
             entry,
             record,
-            start: tokio::time::Instant::now(),
+            start: tokio::time::Instant::from_std(start),
             timeout_at: None,
             done: false,
         }
@@ -86,8 +87,9 @@ impl Attempt {
             return;
         }
         self.done = true;
+        // One clock read per attempt end (the start was the pick's).
         let now = now();
-        let rtt = self.start.elapsed();
+        let rtt = now.saturating_duration_since(self.start.into_std());
         self.lb.lock().on_end(&self.picked, rtt, now);
         if let Some(obs) = observation
             && self.record
@@ -100,6 +102,10 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
+        if self.done {
+            // Finished: nothing to record, no clock to read.
+            return;
+        }
         // Cancelled: by a timeout above (the endpoint did not answer in
         // time: a failure) or by the caller (says nothing: not recorded).
         let timed_out = self

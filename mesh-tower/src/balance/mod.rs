@@ -193,14 +193,16 @@ where
             }
         };
         let subset = req.extensions().get::<Subset>().and_then(|s| s.0);
-        let timeout_at = attempt_timeout(&req);
+        // One clock read for the attempt's start, its timeout and the pick.
+        let now = tokio::time::Instant::now();
+        let timeout_at = attempt_timeout(&req, now);
         let snap = shared.snapshot.load();
         let hash = PoolShared::request_hash(&snap, req.headers());
         let tried = req
             .extensions()
             .get::<TriedEndpoints>()
             .map_or(&[][..], |t| &t.0[..]);
-        match shared.try_pick(&snap, subset, hash, tried) {
+        match shared.try_pick(&snap, subset, hash, tried, now.into_std()) {
             Err(e) => ResponseFuture::failed(Box::new(e)),
             Ok(Some(mut attempt)) => {
                 drop(snap);
@@ -241,14 +243,14 @@ fn note_endpoint<B>(req: &Request<B>, attempt: &attempt::Attempt) {
 }
 
 /// When the layers above give up on this attempt: the route's per-try
-/// timeout from now, capped by the call's deadline.
-fn attempt_timeout<B>(req: &Request<B>) -> Option<tokio::time::Instant> {
+/// timeout from `now`, capped by the call's deadline.
+fn attempt_timeout<B>(req: &Request<B>, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
     let per_try = req
         .extensions()
         .get::<RouteInfo>()
         .and_then(|r| r.0.retry.as_ref())
         .and_then(|p| p.per_try_timeout())
-        .map(|d| tokio::time::Instant::now() + d);
+        .map(|d| now + d);
     let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
     match (per_try, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -276,7 +278,7 @@ async fn wait_pick(
     loop {
         let state = *rx.borrow_and_update();
         let snap = shared.snapshot.load_full();
-        if let Some(attempt) = shared.try_pick(&snap, subset, hash, tried)? {
+        if let Some(attempt) = shared.try_pick(&snap, subset, hash, tried, pool::now())? {
             return Ok(attempt);
         }
         let reason = match state {

@@ -372,13 +372,14 @@ impl PoolShared {
     }
 
     /// Picks an endpoint of `subset` (all endpoints: `None`) and starts an
-    /// attempt on it. `Ok(None)`: the set is empty for now.
+    /// attempt on it at `now`. `Ok(None)`: the set is empty for now.
     pub(crate) fn try_pick(
         self: &Arc<Self>,
         snap: &Snapshot,
         subset: Option<usize>,
         hash: Option<u64>,
         tried: &[SocketAddr],
+        now: Instant,
     ) -> Result<Option<Attempt>, crate::error::NoEndpoints> {
         let lb = match subset {
             None => &snap.all,
@@ -392,7 +393,6 @@ impl PoolShared {
                 }
             },
         };
-        let now = now();
         let ctx = PickContext { hash, tried };
         let picked = {
             let mut guard = lb.lock();
@@ -414,6 +414,7 @@ impl PoolShared {
             picked,
             entry,
             snap.outlier,
+            now,
         )))
     }
 }

@@ -71,9 +71,14 @@ impl Default for ConnectConfig {
 /// Sends a request, whose URI already names its endpoint, over a pooled
 /// connection (see the [module docs](self)). Cheap to clone: clones share
 /// the pool.
+///
+/// The client sits behind one `Arc`: the retry layer clones the stack below
+/// it for every retryable request, and a hyper-util `Client` is a ~300-byte
+/// struct holding several `Arc`s, so a clone here is one reference count
+/// instead of a copy and five.
 #[derive(Clone, Debug)]
 pub struct Connector {
-    client: Client<HttpConnector, MeshBody>,
+    client: std::sync::Arc<Client<HttpConnector, MeshBody>>,
 }
 
 impl Connector {
@@ -94,7 +99,7 @@ impl Connector {
             builder.http2_only(true);
         }
         Self {
-            client: builder.build(http),
+            client: std::sync::Arc::new(builder.build(http)),
         }
     }
 }
