@@ -51,11 +51,7 @@ pub(super) struct Recorder {
 
 impl Recorder {
     pub(super) fn start(shared: Arc<Shared>, route: Option<Arc<str>>, method: Value) -> Recorder {
-        shared
-            .metrics
-            .instruments()
-            .client_active
-            .add(1, shared.labels.service_only());
+        shared.labels.client_active(1);
         Recorder {
             shared,
             route,
@@ -110,11 +106,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.shared
-            .metrics
-            .instruments()
-            .client_active
-            .add(-1, self.shared.labels.service_only());
+        self.shared.labels.client_active(-1);
     }
 }
 

@@ -7,6 +7,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 use opentelemetry::{KeyValue, Value};
@@ -20,12 +21,17 @@ pub struct ServiceLabels {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     name: Arc<str>,
     service_only: [KeyValue; 1],
     ready: [KeyValue; 2],
     ejected: [KeyValue; 2],
     endpoints: LabelCache<SocketAddr>,
+    /// Calls in flight through the client and the server layers: plain
+    /// atomics, read by the observable in-flight instruments at collection
+    /// (see [`super::Metrics::service`]).
+    pub(crate) client_active: AtomicI64,
+    pub(crate) server_active: AtomicI64,
 }
 
 /// How many endpoint (or route, or identity) values a cache keeps; past
@@ -44,8 +50,24 @@ impl ServiceLabels {
                 ready: [service.clone(), kv(STATE, "ready")],
                 ejected: [service, kv(STATE, "ejected")],
                 endpoints: LabelCache::new(),
+                client_active: AtomicI64::new(0),
+                server_active: AtomicI64::new(0),
             }),
         }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) client call in flight.
+    pub(crate) fn client_active(&self, delta: i64) {
+        self.inner.client_active.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) request being served.
+    pub(crate) fn server_active(&self, delta: i64) {
+        self.inner.server_active.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// The service's name.

@@ -60,8 +60,12 @@ pub(crate) mod tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::Weak;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableUpDownCounter};
+use parking_lot::Mutex;
 
 pub use future::ResponseFuture;
 pub use labels::ServiceLabels;
@@ -124,8 +128,11 @@ pub struct Metrics {
 pub(crate) struct Instruments {
     pub(crate) client_duration: Histogram<f64>,
     pub(crate) server_duration: Histogram<f64>,
-    pub(crate) client_active: UpDownCounter<i64>,
-    pub(crate) server_active: UpDownCounter<i64>,
+    /// The in-flight counts live in each service's [`ServiceLabels`]
+    /// (atomics, no SDK call per request); these read them at collection.
+    _client_active: ObservableUpDownCounter<i64>,
+    _server_active: ObservableUpDownCounter<i64>,
+    registry: Arc<Registry>,
     retries: Counter<u64>,
     circuit_open: Counter<u64>,
     ejections: Counter<u64>,
@@ -145,6 +152,19 @@ impl Metrics {
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build()
         };
+        let registry = Arc::new(Registry::default());
+        let active =
+            |name: &'static str, what: &'static str, side: fn(&labels::Inner) -> &AtomicI64| {
+                let registry = Arc::clone(&registry);
+                meter
+                    .i64_observable_up_down_counter(name)
+                    .with_unit("{request}")
+                    .with_description(what)
+                    .with_callback(move |observer| {
+                        registry.observe(side, |value, attrs| observer.observe(value, attrs));
+                    })
+                    .build()
+            };
         Metrics {
             inner: Arc::new(Instruments {
                 client_duration: duration(
@@ -152,16 +172,15 @@ impl Metrics {
                     "Duration of calls through the mesh client, retries included.",
                 ),
                 server_duration: duration(SERVER_DURATION, "Duration of served requests."),
-                client_active: meter
-                    .i64_up_down_counter(CLIENT_ACTIVE)
-                    .with_unit("{request}")
-                    .with_description("Calls in flight through the mesh client.")
-                    .build(),
-                server_active: meter
-                    .i64_up_down_counter(SERVER_ACTIVE)
-                    .with_unit("{request}")
-                    .with_description("Requests being served.")
-                    .build(),
+                _client_active: active(
+                    CLIENT_ACTIVE,
+                    "Calls in flight through the mesh client.",
+                    |l| &l.client_active,
+                ),
+                _server_active: active(SERVER_ACTIVE, "Requests being served.", |l| {
+                    &l.server_active
+                }),
+                registry,
                 retries: meter
                     .u64_counter(RETRIES)
                     .with_unit("{retry}")
@@ -194,9 +213,17 @@ impl Metrics {
     }
 
     /// Precomputes the attribute values of service `name`. Build it once
-    /// per service and keep it.
+    /// per service and keep it. It also holds the service's in-flight
+    /// counts, which these instruments report: record a service's calls
+    /// with the `Metrics` that made its labels.
     pub fn service(&self, name: impl Into<Arc<str>>) -> ServiceLabels {
-        ServiceLabels::new(name.into())
+        let labels = ServiceLabels::new(name.into());
+        self.inner
+            .registry
+            .services
+            .lock()
+            .push((labels.service_kv(), Arc::downgrade(labels.inner())));
+        labels
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {
@@ -224,6 +251,39 @@ impl Metrics {
         let (r, e) = service.state_attrs();
         self.inner.endpoints.record(ready, r);
         self.inner.endpoints.record(ejected, e);
+    }
+}
+
+/// Every [`ServiceLabels`] made by one [`Metrics`], for the in-flight
+/// observables. An entry stays after its labels are dropped, so the series
+/// keeps reporting 0 (as an up-down counter would) instead of vanishing.
+#[derive(Debug, Default)]
+struct Registry {
+    services: Mutex<Vec<(KeyValue, Weak<labels::Inner>)>>,
+}
+
+impl Registry {
+    /// Reports one value per service name (labels made twice for one name
+    /// are summed).
+    fn observe(
+        &self,
+        side: fn(&labels::Inner) -> &AtomicI64,
+        mut report: impl FnMut(i64, &[KeyValue]),
+    ) {
+        let services = self.services.lock();
+        let mut sums: Vec<(&KeyValue, i64)> = Vec::new();
+        for (kv, weak) in services.iter() {
+            let value = weak
+                .upgrade()
+                .map_or(0, |inner| side(&inner).load(Ordering::Relaxed));
+            match sums.iter_mut().find(|(k, _)| k.value == kv.value) {
+                Some((_, sum)) => *sum += value,
+                None => sums.push((kv, value)),
+            }
+        }
+        for (kv, sum) in sums {
+            report(sum, std::slice::from_ref(kv));
+        }
     }
 }
 

@@ -54,10 +54,7 @@ impl ServerRecorder {
         method: Value,
         source: Option<Value>,
     ) -> ServerRecorder {
-        metrics
-            .instruments()
-            .server_active
-            .add(1, labels.service_only());
+        labels.server_active(1);
         ServerRecorder {
             metrics,
             labels,
@@ -95,10 +92,7 @@ impl ServerRecorder {
 
 impl Drop for ServerRecorder {
     fn drop(&mut self) {
-        self.metrics
-            .instruments()
-            .server_active
-            .add(-1, self.labels.service_only());
+        self.labels.server_active(-1);
     }
 }
 
