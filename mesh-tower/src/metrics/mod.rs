@@ -20,8 +20,8 @@
 //! | --- | --- | --- |
 //! | `http.client.request.duration` (`http_client_request_duration_seconds`) | histogram, s | service, route, endpoint, method, status code or error type |
 //! | `http.server.request.duration` (`http_server_request_duration_seconds`) | histogram, s | service, route, method, status code, source |
-//! | `http.client.active_requests` | up-down counter | service |
-//! | `http.server.active_requests` | up-down counter | service |
+//! | `http.client.active_requests` | up-down counter (observable) | service |
+//! | `http.server.active_requests` | up-down counter (observable) | service |
 //! | `mesh.client.retries` (`mesh_client_retries_total`) | counter | service |
 //! | `mesh.client.circuit_open` (`mesh_client_circuit_open_total`) | counter | service |
 //! | `mesh.outlier.ejections` (`mesh_outlier_ejections_total`) | counter | service, endpoint |
@@ -38,7 +38,10 @@
 //! once: per service ([`ServiceLabels`], from [`Metrics::service`]), per
 //! endpoint address (cached in a copy-on-write map read without locks) and
 //! per route (the router's `Arc<str>`). Recording clones a few `Arc`s and
-//! allocates nothing once an attribute combination has been seen.
+//! allocates nothing once an attribute combination has been seen. The
+//! in-flight counts are per-service atomics in [`ServiceLabels`], read by
+//! observable instruments at collection: a call makes one SDK measurement
+//! (its duration), not three (BENCHMARKS.md, "mesh-bench").
 //!
 //! ```
 //! use mesh_tower::metrics::{Metrics, MetricsLayer};
