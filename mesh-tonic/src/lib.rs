@@ -1,6 +1,54 @@
 //! # mesh-tonic: gRPC through the mesh
 //!
-//! Not built yet (issue "mesh-tonic"). It will hold `MeshChannel`, a tonic
-//! `GrpcService` over mesh-tower's client stack with outcomes classified by
-//! `grpc-status`, deadline propagation, active health checking, and the
-//! server-side layer for tonic servers.
+//! tonic's generated clients are generic over a `GrpcService`: anything that
+//! is a tower `Service<http::Request<tonic::body::Body>>`. [`MeshChannel`] is
+//! one, built on [`mesh_tower::MeshClient`], so a generated client talks to
+//! a service through the mesh with no change but its channel:
+//!
+//! ```ignore
+//! use mesh_tonic::MeshGrpcExt;
+//! let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
+//! ```
+//!
+//! Each call goes through mesh-tower's whole client stack (routing on the
+//! gRPC path `/package.Service/Method`, balancing, retries, timeouts,
+//! limits, outlier detection, golden signals). A service with
+//! `protocol: grpc` is reached over HTTP/2 with prior knowledge, one
+//! multiplexed connection per endpoint.
+//!
+//! ## Outcomes
+//!
+//! A gRPC failure usually arrives as HTTP 200: the status is in
+//! `grpc-status`. mesh-tower's [`classify`](mesh_tower::classify) reads it
+//! from the response headers, which covers trailers-only responses (a
+//! server failing a call before sending any message, the common case for
+//! unary errors): they are retried by the gRPC `on` conditions
+//! (`unavailable`, `cancelled`, `deadline-exceeded`, `resource-exhausted`,
+//! `internal`), with `grpc-retry-pushback-ms` honoured, and count against
+//! the endpoint in outlier detection. Every gRPC call is an HTTP POST, which
+//! mesh-core's retry policy treats as non-idempotent: a policy that retries
+//! on gRPC codes needs `non_idempotent: true` (what gRPC's own retry policy
+//! assumes); without it only connect failures are retried. A status that only comes in the
+//! trailers (after messages were sent) reaches the caller but is not yet
+//! fed back to retries, outlier detection or metrics.
+//!
+//! ## Deadlines
+//!
+//! A tonic request timeout (`Request::set_timeout`, sent as `grpc-timeout`)
+//! becomes the call's [`Deadline`](mesh_tower::ext::Deadline): the call
+//! fails with DEADLINE_EXCEEDED when it passes, retries never start after
+//! it, and every attempt carries `grpc-timeout` equal to the time left (or
+//! its per-try timeout, if shorter; see
+//! [`mesh_tower::timeout::grpc`]).
+//!
+//! ## Errors
+//!
+//! Mesh errors become a [`tonic::Status`] ([`status::from_error`]), the
+//! cause chain kept as its source: `CircuitOpen` and `NoEndpoints` are
+//! UNAVAILABLE naming the service, timeouts DEADLINE_EXCEEDED.
+
+mod body;
+mod channel;
+pub mod status;
+
+pub use channel::{MeshChannel, MeshGrpcExt, ResponseFuture};

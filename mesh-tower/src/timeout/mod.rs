@@ -48,11 +48,16 @@
 //! # }
 //! ```
 //!
+//! A gRPC request that carries `grpc-timeout` gets it rewritten on every
+//! attempt to the attempt's timeout or what is left of the deadline, if
+//! either applies (see [`grpc`]).
+//!
 //! [`Deadline`]: crate::ext::Deadline
 //! [`RouteInfo`]: crate::ext::RouteInfo
 //! [`Elapsed`]: crate::error::Elapsed
 
 mod future;
+pub mod grpc;
 mod layer;
 #[cfg(test)]
 mod tests;
@@ -146,6 +151,12 @@ where
 
     fn call(&mut self, mut req: http::Request<MeshBody>) -> Self::Future {
         let Some(length) = self.configured(&req) else {
+            if self.kind == TimeoutKind::PerTry {
+                // No attempt timer, but a gRPC call still tells the server
+                // what is left of its deadline.
+                let left = req.extensions().get::<Deadline>().map(Deadline::remaining);
+                grpc::refresh(&mut req, left);
+            }
             return ResponseFuture::passthrough(self.inner.call(req));
         };
         let now = Instant::now();
@@ -175,6 +186,7 @@ where
                 };
                 // A fresh cell per attempt: the balancer below fills it, so
                 // a fired timer can name the endpoint it gave up on.
+                grpc::refresh(&mut req, Some(after));
                 let cell = AttemptEndpoint::new();
                 req.extensions_mut().insert(cell.clone());
                 ResponseFuture::timed(self.inner.call(req), at, TimeoutKind::PerTry, after)

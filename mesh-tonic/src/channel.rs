@@ -1,0 +1,140 @@
+//! [`MeshChannel`]: a tonic channel through the mesh.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use mesh_tower::ext::Deadline;
+use mesh_tower::retry::DEFAULT_MAX_BUFFER;
+use mesh_tower::timeout::grpc::{GRPC_TIMEOUT, parse};
+use mesh_tower::{Mesh, MeshClient};
+use tonic::Status;
+use tonic::body::Body;
+use tower::Service;
+
+use crate::body::replayable;
+use crate::status::from_error;
+
+/// A tonic channel to one upstream service through the mesh: a cloneable
+/// tower `Service<http::Request<tonic::body::Body>>` (so a tonic
+/// `GrpcService`) that generated clients take as is.
+///
+/// Get one with [`MeshChannel::new`] or [`MeshGrpcExt::grpc_channel`].
+/// Clones share everything (the service's balancers, connections, limits,
+/// retry budget). Errors are [`tonic::Status`]es (see
+/// [`status`](crate::status)); responses carry mesh-tower's
+/// [`ServedBy`](mesh_tower::ext::ServedBy) and
+/// [`Attempts`](mesh_tower::ext::Attempts), which tonic keeps in its
+/// `Response::extensions()`.
+#[derive(Debug, Clone)]
+pub struct MeshChannel {
+    client: MeshClient,
+    service: Arc<str>,
+}
+
+impl MeshChannel {
+    /// A channel to `service` (a service name or a target URI, as for
+    /// [`Mesh::client`]). Declare the service with `protocol: grpc` so it
+    /// is reached over HTTP/2.
+    pub fn new(mesh: &Mesh, service: &str) -> Self {
+        Self::from_client(mesh.client(service))
+    }
+
+    /// A channel over an existing mesh client.
+    pub fn from_client(client: MeshClient) -> Self {
+        let service = Arc::from(client.service());
+        Self { client, service }
+    }
+
+    /// The upstream service.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}
+
+/// `mesh.grpc_channel("greeter")`.
+pub trait MeshGrpcExt {
+    /// A [`MeshChannel`] to `service`.
+    fn grpc_channel(&self, service: &str) -> MeshChannel;
+}
+
+impl MeshGrpcExt for Mesh {
+    fn grpc_channel(&self, service: &str) -> MeshChannel {
+        MeshChannel::new(self, service)
+    }
+}
+
+impl Service<Request<Body>> for MeshChannel {
+    type Response = Response<Incoming>;
+    type Error = Status;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        let service = &self.service;
+        Service::<Request<mesh_tower::body::MeshBody>>::poll_ready(&mut self.client, cx)
+            .map_err(|err| from_error(service, err))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
+        // Keep the client that was made ready; the clone serves the next call.
+        let clone = self.client.clone();
+        let mut client = std::mem::replace(&mut self.client, clone);
+        let service = self.service.clone();
+        let (mut parts, body) = req.into_parts();
+        let deadline = parts
+            .headers
+            .get(GRPC_TIMEOUT)
+            .and_then(parse)
+            .and_then(|timeout| {
+                let at = tokio::time::Instant::now().checked_add(timeout)?;
+                // An earlier deadline already on the request wins.
+                let at = match parts.extensions.get::<Deadline>() {
+                    Some(existing) => existing.0.min(at),
+                    None => at,
+                };
+                parts.extensions.insert(Deadline(at));
+                Some(at)
+            });
+        let call = async move {
+            let body = replayable(body, DEFAULT_MAX_BUFFER).await?;
+            let response = client.call(Request::from_parts(parts, body));
+            let result = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, response).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Err(Status::deadline_exceeded(format!(
+                            "service `{service}`: deadline exceeded"
+                        )));
+                    }
+                },
+                None => response.await,
+            };
+            result.map_err(|err| from_error(&service, err))
+        };
+        ResponseFuture {
+            inner: Box::pin(call),
+        }
+    }
+}
+
+/// The response future of [`MeshChannel`].
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Incoming>, Status>> + Send>>,
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Incoming>, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
