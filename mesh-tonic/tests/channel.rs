@@ -246,3 +246,40 @@ async fn no_endpoints_and_circuit_open_are_unavailable() {
     assert_eq!(held.code(), Code::DeadlineExceeded, "{held:?}");
     hole.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_carries_its_own_time_left() {
+    let bad = server(Behaviour::Unavailable, 41).await;
+    let good = server(Behaviour::Ok, 42).await;
+    let mesh = mesh(&format!(
+        "services:
+  greeter:
+    protocol: grpc
+    load_balancer: round_robin
+    retry:
+      attempts: 2
+      per_try_timeout: 400ms
+      on: [unavailable]
+      non_idempotent: true
+      backoff: {{ base: 1ms, max: 2ms }}
+    endpoints: {}
+",
+        endpoints(&[bad.addr, good.addr])
+    ));
+    let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
+    for i in 0..6 {
+        let mut request = hello(&format!("n{i}"));
+        request.set_timeout(Duration::from_secs(5));
+        client.say_hello(request).await.unwrap();
+    }
+    let (on_bad, on_good) = (bad.timeouts.all(), good.timeouts.all());
+    assert!(
+        !on_bad.is_empty() && on_good.len() == 6,
+        "{on_bad:?} {on_good:?}"
+    );
+    for seen in on_bad.iter().chain(&on_good) {
+        let seen = seen.expect("every attempt carries grpc-timeout");
+        assert!(seen <= Duration::from_millis(400), "{seen:?}");
+        assert!(seen > Duration::from_millis(100), "{seen:?}");
+    }
+}

@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn round_trips_and_rounds_down() {
         for (d, text) in [
-            (Duration::from_millis(250), "250000000n"),
+            (Duration::from_millis(250), "250000u"),
             (Duration::from_nanos(99_999_999), "99999999n"),
             (Duration::from_secs(5), "5000000u"),
             (Duration::from_secs(150), "150000m"),
