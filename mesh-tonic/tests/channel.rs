@@ -71,7 +71,7 @@ async fn unavailable_30_percent_of_the_time_is_retried_to_99_percent() {
     protocol: grpc
     load_balancer: round_robin
     retry:
-      attempts: 4
+      attempts: 5
       on: [unavailable]
       non_idempotent: true
       backoff: {{ base: 1ms, max: 5ms }}

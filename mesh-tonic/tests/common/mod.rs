@@ -41,7 +41,7 @@ mod record {
 pub enum Behaviour {
     /// Always OK.
     Ok,
-    /// UNAVAILABLE with this probability (a seeded xorshift, so a sequential
+    /// UNAVAILABLE with this probability (a seeded splitmix64, so a sequential
     /// run is deterministic).
     FailRate(f64),
     /// Always UNAVAILABLE, before any message (trailers-only).
@@ -73,12 +73,15 @@ impl Greeter for Svc {
             Behaviour::Ok => false,
             Behaviour::Unavailable => true,
             Behaviour::FailRate(p) => {
-                let mut x = self.rng.load(Ordering::SeqCst);
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                self.rng.store(x, Ordering::SeqCst);
-                (x % 1000) as f64 / 1000.0 < p
+                // splitmix64: well mixed from any seed.
+                let mut z = self
+                    .rng
+                    .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::SeqCst)
+                    .wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                (z % 1000) as f64 / 1000.0 < p
             }
         };
         if fail {
