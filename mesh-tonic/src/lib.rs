@@ -25,10 +25,10 @@
 //! unary errors): they are retried by the gRPC `on` conditions
 //! (`unavailable`, `cancelled`, `deadline-exceeded`, `resource-exhausted`,
 //! `internal`), with `grpc-retry-pushback-ms` honoured, and count against
-//! the endpoint in outlier detection. Every gRPC call is an HTTP POST, which
-//! mesh-core's retry policy treats as non-idempotent: a policy that retries
-//! on gRPC codes needs `non_idempotent: true` (what gRPC's own retry policy
-//! assumes); without it only connect failures are retried. A status that only comes in the
+//! the endpoint in outlier detection. Every gRPC call is an HTTP POST; as in
+//! gRPC's own retry policy (gRFC A6), an answer carrying a gRPC status is
+//! retried by its code whatever the method (`non_idempotent` is not needed).
+//! A status that only comes in the
 //! trailers (after messages were sent) reaches the caller but is not yet
 //! fed back to retries, outlier detection or metrics.
 //!

@@ -73,7 +73,6 @@ async fn unavailable_30_percent_of_the_time_is_retried_to_99_percent() {
     retry:
       attempts: 5
       on: [unavailable]
-      non_idempotent: true
       backoff: {{ base: 1ms, max: 5ms }}
       budget: {{ ratio: 1.0, min_per_second: 1000 }}
     endpoints: {}
@@ -120,7 +119,6 @@ async fn a_trailers_only_error_is_classified_as_failure() {
     retry:
       attempts: 2
       on: [unavailable]
-      non_idempotent: true
       backoff: {{ base: 1ms, max: 2ms }}
     endpoints: {}
 ",
@@ -260,7 +258,6 @@ async fn every_attempt_carries_its_own_time_left() {
       attempts: 2
       per_try_timeout: 400ms
       on: [unavailable]
-      non_idempotent: true
       backoff: {{ base: 1ms, max: 2ms }}
     endpoints: {}
 ",

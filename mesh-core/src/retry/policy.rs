@@ -210,17 +210,27 @@ impl RetryPolicy {
     }
 
     /// Whether attempt number `attempt` (1 for the first) that ended with
-    /// `outcome` may be retried: a condition covers it, the method allows it
-    /// (connect failures are always safe: nothing was sent), and attempts
-    /// remain. Returns [`Decision::RetryAfter`] with a zero delay or
-    /// [`Decision::Stop`]; [`RetryPolicy::decide`] adds the delay.
+    /// `outcome` may be retried: a condition covers it, the method allows it,
+    /// and attempts remain. Returns [`Decision::RetryAfter`] with a zero delay
+    /// or [`Decision::Stop`]; [`RetryPolicy::decide`] adds the delay.
+    ///
+    /// The method matters only for HTTP semantics: a connect failure is
+    /// always safe (nothing was sent), and so is an answer carrying a gRPC
+    /// status, where the code itself says whether retrying is safe (every
+    /// gRPC call is a POST; gRPC's own retry policy, gRFC A6, retries by the
+    /// configured codes whatever the method).
     pub fn should_retry(&self, outcome: Outcome, attempt: u32, method: &str) -> Decision {
+        let method_free = matches!(
+            outcome,
+            Outcome::ConnectFailure
+                | Outcome::Response {
+                    grpc_status: Some(_),
+                    ..
+                }
+        );
         if !self.is_retryable(&outcome) {
             Decision::Stop(StopReason::NotRetryable)
-        } else if outcome != Outcome::ConnectFailure
-            && !self.non_idempotent
-            && !is_idempotent(method)
-        {
+        } else if !method_free && !self.non_idempotent && !is_idempotent(method) {
             Decision::Stop(StopReason::NonIdempotent)
         } else if attempt >= self.attempts {
             Decision::Stop(StopReason::AttemptsExhausted)

@@ -141,6 +141,13 @@ fn methods_table() {
             "connect failures are always safe ({m})"
         );
     }
+    // gRPC: every call is a POST; the status code decides (gRFC A6).
+    let grpc_policy = policy(&[RetryOn::Unavailable]);
+    assert_eq!(grpc_policy.should_retry(grpc(14), 1, "POST"), RETRY);
+    assert_eq!(
+        grpc_policy.should_retry(grpc(3), 1, "POST"),
+        Decision::Stop(StopReason::NotRetryable)
+    );
     let lenient = RetryPolicy::new(&RetryConfig {
         on: vec![RetryOn::Server5xx],
         non_idempotent: true,
