@@ -53,14 +53,19 @@
 //!
 //! let policy = RetryPolicy::new(&RetryConfig::default()); // connect-failure, reset, unavailable
 //! let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
-//! let unavailable = Outcome::Response { status: 200, grpc_status: Some(14) };
-//! let attempt = Attempt { outcome: unavailable, number: 1, method: "POST",
-//!                         pushback: Pushback::None, remaining: None };
-//! // POST is not idempotent: not retried after the request was sent...
-//! assert_eq!(policy.decide(&attempt, &mut rng), Decision::Stop(StopReason::NonIdempotent));
-//! // ...but a connect failure is always safe to retry.
-//! let refused = Attempt { outcome: Outcome::ConnectFailure, ..attempt };
+//! let reset = Attempt { outcome: Outcome::Reset, number: 1, method: "POST",
+//!                       pushback: Pushback::None, remaining: None };
+//! // POST is not idempotent: not retried once the request may have been sent...
+//! assert_eq!(policy.decide(&reset, &mut rng), Decision::Stop(StopReason::NonIdempotent));
+//! // ...but a connect failure is always safe to retry (nothing was sent),
+//! let refused = Attempt { outcome: Outcome::ConnectFailure, ..reset };
 //! assert!(matches!(policy.decide(&refused, &mut rng), Decision::RetryAfter(d) if d <= Duration::from_millis(25)));
+//! // and a gRPC status decides by its code, whatever the method (gRFC A6).
+//! let unavailable = Attempt {
+//!     outcome: Outcome::Response { status: 200, grpc_status: Some(14) },
+//!     ..reset
+//! };
+//! assert!(matches!(policy.decide(&unavailable, &mut rng), Decision::RetryAfter(_)));
 //! ```
 
 pub mod backoff;
