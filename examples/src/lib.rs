@@ -7,6 +7,8 @@
 //! | --- | --- |
 //! | `news-service` | a server: [`mesh_tower::server::ServerLayer`] for golden signals and trace context, `/metrics` on `MESH_METRICS_ADDR`, failure injection ([`faults`]) |
 //! | `app-ui` | a client: [`mesh_tower::Mesh::from_env`] and `mesh.client("news-service")` inside axum handlers ([`ui`]) |
+//! | `greeter-server` | the canonical gRPC helloworld server (tonic, `helloworld.Greeter/SayHello`) with failure injection (`--fail-rate` answers UNAVAILABLE, `--delay`) |
+//! | `greeter-client` | a generated tonic client through the mesh: `GreeterClient::new(mesh.grpc_channel("greeter"))`, summary in `meshctl call --json`'s shape |
 //! | `mesh-demo` | the whole picture in one command: instances, a 90/10 split, retries, outlier ejection and a live golden-signal table ([`demo`]) |
 //!
 //! The handlers live in this library ([`news`], [`ui`]) so that `mesh-demo`

@@ -1,0 +1,104 @@
+//! `greeter-server`: the canonical gRPC helloworld server
+//! (`helloworld.Greeter/SayHello`), with failure injection, to try the
+//! mesh's gRPC client against.
+//!
+//! ```sh
+//! MESH_LISTEN=127.0.0.1:50051 cargo run -p mesh-examples --bin greeter-server -- --fail-rate 0.3
+//! grpcurl -plaintext -d '{"name":"you"}' 127.0.0.1:50051 helloworld.Greeter/SayHello
+//! ```
+//!
+//! Environment: `MESH_LISTEN` (default `127.0.0.1:50051`; port 0 picks one).
+//! Prints `greeter-server listening on <addr>` once it accepts. The reply
+//! names the server (`Hello NAME from ADDR`), so a client sees who served it.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mesh_core::config::MeshEnv;
+use mesh_examples::faults::{Fault, Faults};
+use mesh_examples::{parse_duration_arg, parse_rate_arg};
+use mesh_tower::BoxError;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// The code generated from `helloworld.proto` (see `build.rs`).
+mod helloworld {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("helloworld");
+}
+
+use helloworld::greeter_server::{Greeter, GreeterServer};
+use helloworld::{HelloReply, HelloRequest};
+
+/// Failure injection, for tests and demos.
+#[derive(Debug, Parser)]
+#[command(version, about = "Example gRPC greeter (failure injection included)")]
+struct Args {
+    /// Answer this fraction of calls with UNAVAILABLE (0..1).
+    #[arg(long, default_value = "0", value_parser = parse_rate_arg)]
+    fail_rate: f64,
+    /// Delay every answer this long (e.g. 200ms).
+    #[arg(long, value_parser = parse_duration_arg)]
+    delay: Option<Duration>,
+    /// Seed of the fault decisions (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// One greeter instance: its address (for the reply) and its faults.
+struct Greeting {
+    address: SocketAddr,
+    faults: Faults,
+}
+
+#[tonic::async_trait]
+impl Greeter for Greeting {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        tokio::time::sleep(self.faults.delay()).await;
+        // UNAVAILABLE before any message (a "trailers-only" answer): the
+        // mesh retries it when the service's retry policy has `unavailable`.
+        if self.faults.decide() == Fault::Fail {
+            return Err(Status::unavailable("injected failure"));
+        }
+        let name = request.into_inner().name;
+        Ok(Response::new(HelloReply {
+            message: format!("Hello {name} from {}", self.address),
+        }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("greeter-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    // The mesh's environment contract: MESH_LISTEN.
+    let env = MeshEnv::from_vars_os(std::env::vars_os())?;
+    let listen = env.listen.unwrap_or(([127, 0, 0, 1], 50051).into());
+
+    let faults = Faults::new(args.seed.unwrap_or_else(Faults::random_seed));
+    faults.set_fail_rate(args.fail_rate);
+    faults.set_delay(args.delay.unwrap_or_default());
+
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    println!("greeter-server listening on {address}");
+    Server::builder()
+        .add_service(GreeterServer::new(Greeting { address, faults }))
+        .serve_with_incoming(TcpIncoming::from(listener))
+        .await?;
+    Ok(())
+}
