@@ -8,9 +8,7 @@ use http::{Method, StatusCode};
 use mesh_core::config::Format;
 use serde_json::{Value, json};
 
-use super::{
-    EXIT_ERROR, EXIT_INVALID, Output, ServerArgs, print_json, refused, request_failed, with_client,
-};
+use super::{EXIT_INVALID, Output, ServerArgs, print_json, refused, request_failed, with_client};
 
 /// Arguments of `meshctl apply`.
 #[derive(Debug, clap::Args)]
@@ -31,21 +29,9 @@ pub struct Args {
 /// Sends the file as the new config: exit 0 when applied (or unchanged), 1
 /// with every error (as `meshctl validate` prints them) when refused.
 pub fn run(args: Args) -> ExitCode {
-    let origin = args.file.display().to_string();
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("meshctl: cannot read {origin}: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    let format = match args.format.as_deref().map(str::parse::<Format>) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => {
-            eprintln!("meshctl: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-        None => Format::from_path(&args.file),
+    let (text, origin, format) = match super::read_config_file(&args.file, args.format.as_deref()) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     let content_type = match format {
         Format::Yaml => "application/yaml",

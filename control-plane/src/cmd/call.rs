@@ -170,15 +170,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(true) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("meshctl: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         // As `Mesh::from_env`, from an environment read without panicking

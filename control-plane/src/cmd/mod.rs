@@ -48,6 +48,43 @@ pub enum Output {
     Json,
 }
 
+/// A config file's text, the name to report it by, and its format (from
+/// `--format`, else the extension); the error message is printed and the
+/// exit code returned when the file cannot be read or the format is unknown.
+pub(crate) fn read_config_file(
+    file: &std::path::Path,
+    format: Option<&str>,
+) -> Result<(String, String, mesh_core::config::Format), ExitCode> {
+    let origin = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("meshctl: cannot read {origin}: {e}");
+        ExitCode::from(EXIT_ERROR)
+    })?;
+    let format = match format.map(str::parse::<mesh_core::config::Format>) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("meshctl: {e}");
+            return Err(ExitCode::from(EXIT_ERROR));
+        }
+        None => mesh_core::config::Format::from_path(file),
+    };
+    Ok((text, origin, format))
+}
+
+/// A tokio runtime (multi-threaded or current-thread); on failure the error
+/// is printed and exit code 2 returned.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("meshctl: cannot start the runtime: {e}");
+        ExitCode::from(EXIT_ERROR)
+    })
+}
+
 /// Runs an API command on a fresh current-thread runtime with a client of
 /// `server`.
 pub(crate) fn with_client<F, Fut>(server: &ServerArgs, f: F) -> ExitCode
@@ -62,15 +99,9 @@ where
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match runtime(false) {
         Ok(rt) => rt.block_on(f(client)),
-        Err(e) => {
-            eprintln!("meshctl: cannot start the runtime: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Err(code) => code,
     }
 }
 

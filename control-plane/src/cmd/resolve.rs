@@ -41,15 +41,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(false) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("meshctl: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         if args.watch {

@@ -82,15 +82,9 @@ pub fn run(args: Args) -> ExitCode {
         dns_server: args.dns_server,
     };
     let db = opts.data_dir.join(DB_FILE);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(true) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("meshctl serve: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let running = match serve::start(opts).await {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mesh_core::config::{self, Format};
+use mesh_core::config;
 
-use super::{EXIT_ERROR, EXIT_INVALID};
+use super::EXIT_INVALID;
 
 /// Arguments of `meshctl validate`.
 #[derive(Debug, clap::Args)]
@@ -20,21 +20,9 @@ pub struct Args {
 /// Runs the command: exit 0 with a summary, 1 with every error, 2 when the
 /// file cannot be read.
 pub fn run(args: Args) -> ExitCode {
-    let origin = args.file.display().to_string();
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("meshctl: cannot read {origin}: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    let format = match args.format.as_deref().map(str::parse::<Format>) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => {
-            eprintln!("meshctl: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-        None => Format::from_path(&args.file),
+    let (text, origin, format) = match super::read_config_file(&args.file, args.format.as_deref()) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     match config::parse_str(&text, format, &origin) {
         Ok(cfg) => {
