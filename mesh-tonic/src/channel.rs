@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use mesh_tower::ext::Deadline;
+use mesh_tower::inherit;
 use mesh_tower::retry::DEFAULT_MAX_BUFFER;
-use mesh_tower::timeout::grpc::{GRPC_TIMEOUT, parse};
+use mesh_tower::timeout::grpc::{GRPC_TIMEOUT, encode, parse};
 use mesh_tower::{Mesh, MeshClient};
 use tonic::Status;
 use tonic::body::Body;
@@ -84,20 +85,23 @@ impl Service<Request<Body>> for MeshChannel {
         let mut client = std::mem::replace(&mut self.client, clone);
         let service = self.service.clone();
         let (mut parts, body) = req.into_parts();
-        let deadline = parts
-            .headers
-            .get(GRPC_TIMEOUT)
+        let now = tokio::time::Instant::now();
+        let requested = (parts.headers.get(GRPC_TIMEOUT))
             .and_then(parse)
-            .and_then(|timeout| {
-                let at = tokio::time::Instant::now().checked_add(timeout)?;
-                // An earlier deadline already on the request wins.
-                let at = match parts.extensions.get::<Deadline>() {
-                    Some(existing) => existing.0.min(at),
-                    None => at,
-                };
-                parts.extensions.insert(Deadline(at));
-                Some(at)
-            });
+            .and_then(|timeout| now.checked_add(timeout));
+        // A deadline inherited from the call being served (mesh_tower::inherit)
+        // applies too, the earlier one winning.
+        let deadline = inherit::earliest(requested).map(|at| {
+            // An earlier deadline already on the request wins.
+            let at = match parts.extensions.get::<Deadline>() {
+                Some(existing) => existing.0.min(at),
+                None => at,
+            };
+            parts.extensions.insert(Deadline(at));
+            // The next hop inherits what is left.
+            (parts.headers).insert(GRPC_TIMEOUT, encode(at.saturating_duration_since(now)));
+            at
+        });
         let call = async move {
             let body = replayable(body, DEFAULT_MAX_BUFFER).await?;
             let response = client.call(Request::from_parts(parts, body));

@@ -46,9 +46,22 @@
 //! Mesh errors become a [`tonic::Status`] ([`status::from_error`]), the
 //! cause chain kept as its source: `CircuitOpen` and `NoEndpoints` are
 //! UNAVAILABLE naming the service, timeouts DEADLINE_EXCEEDED.
+//!
+//! ## Serving
+//!
+//! [`server::GrpcServerLayer`] is the server side's counterpart, for
+//! `tonic::transport::Server::builder().layer(..)`: gRFC A66's
+//! `grpc.server.call.duration` by method and status, W3C trace context,
+//! the caller's identity from the mTLS seam, and the incoming
+//! `grpc-timeout` made the deadline inherited by the calls the handler
+//! makes ([`mesh_tower::inherit`]; a `MeshChannel` with no timeout of its
+//! own takes it). [`health`] is a ready-made `grpc.health.v1.Health`
+//! service that turns `NOT_SERVING` when graceful shutdown begins.
 
 mod body;
 mod channel;
+pub mod health;
+pub mod server;
 pub mod status;
 
 pub use channel::{MeshChannel, MeshGrpcExt, ResponseFuture};

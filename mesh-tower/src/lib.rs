@@ -76,6 +76,7 @@ mod client;
 pub mod connect;
 pub mod error;
 pub mod ext;
+pub mod inherit;
 mod mesh;
 pub mod metrics;
 pub mod retry;

@@ -140,6 +140,7 @@ pub(crate) struct Instruments {
     circuit_open: Counter<u64>,
     ejections: Counter<u64>,
     endpoints: Gauge<u64>,
+    meter: Meter,
 }
 
 // === impl Metrics ===
@@ -204,6 +205,7 @@ impl Metrics {
                     .with_unit("{endpoint}")
                     .with_description("Endpoints of a service, by state.")
                     .build(),
+                meter: meter.clone(),
             }),
         }
     }
@@ -227,6 +229,12 @@ impl Metrics {
             .lock()
             .push((labels.service_kv(), Arc::downgrade(labels.inner())));
         labels
+    }
+
+    /// The meter these instruments were made on: other crates (mesh-tonic's
+    /// gRPC instruments) add theirs to the same pipeline with it.
+    pub fn meter(&self) -> &Meter {
+        &self.inner.meter
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {

@@ -150,7 +150,16 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<MeshBody>) -> Self::Future {
-        let Some(length) = self.configured(&req) else {
+        let configured = self.configured(&req);
+        // A deadline inherited from the call being served (see
+        // `crate::inherit`) bounds the whole call too.
+        let inherited = match self.kind {
+            TimeoutKind::Call => crate::inherit::deadline(),
+            TimeoutKind::PerTry => None,
+        };
+        let Some(length) =
+            configured.or(inherited.map(|at| at.saturating_duration_since(Instant::now())))
+        else {
             if self.kind == TimeoutKind::PerTry {
                 // No attempt timer, but a gRPC call still tells the server
                 // what is left of its deadline.
@@ -166,6 +175,10 @@ where
                 // A deadline already set (by an outer layer, or propagated
                 // from the caller's caller) is kept if it is earlier.
                 // A timeout too long to represent is no timeout.
+                let existing = match (existing, inherited) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let at = match (now.checked_add(length), existing) {
                     (Some(at), Some(existing)) => at.min(existing),
                     (Some(at), None) => at,
