@@ -121,4 +121,68 @@ mod tests {
         assert_eq!(deadline(), None);
         assert_eq!(earliest(None), None);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_call_timeout_takes_the_inherited_deadline_unless_its_own_is_earlier() {
+        use std::sync::{Arc, Mutex};
+
+        use tower::{Layer, Service, ServiceExt};
+
+        use crate::body::MeshBody;
+        use crate::error::{BoxError, Elapsed, TimeoutKind};
+        use crate::ext::Deadline;
+        use crate::timeout::TimeoutLayer;
+
+        let seen: Arc<Mutex<Vec<Option<Deadline>>>> = Arc::default();
+        let record = seen.clone();
+        let slow = tower::service_fn(move |req: http::Request<MeshBody>| {
+            record
+                .lock()
+                .unwrap()
+                .push(req.extensions().get::<Deadline>().copied());
+            async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, BoxError>(http::Response::new(()))
+            }
+        });
+        let call = |default: Option<Duration>| TimeoutLayer::call(default).layer(slow.clone());
+        let at = Instant::now() + Duration::from_millis(100);
+
+        // No timeout of its own: the inherited deadline applies.
+        let err = scope(
+            at,
+            call(None).oneshot(http::Request::new(MeshBody::empty())),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Elapsed>().unwrap().kind,
+            TimeoutKind::Call
+        );
+        assert_eq!(Instant::now(), at);
+        assert_eq!(seen.lock().unwrap().pop(), Some(Some(Deadline(at))));
+
+        // Its own, earlier timeout wins.
+        let start = Instant::now();
+        let at = start + Duration::from_secs(1);
+        let mut svc = call(Some(Duration::from_millis(20)));
+        let fut = scope(at, async move {
+            svc.ready().await?;
+            svc.call(http::Request::new(MeshBody::empty())).await
+        });
+        assert!(fut.await.is_err());
+        assert_eq!(Instant::now(), start + Duration::from_millis(20));
+        let own = seen.lock().unwrap().pop().unwrap().unwrap();
+        assert_eq!(own.0, start + Duration::from_millis(20));
+
+        // Outside a scope and without a timeout: no timer at all.
+        let free = call(None).oneshot(http::Request::new(MeshBody::empty()));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(61), free)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(seen.lock().unwrap().pop(), Some(None));
+    }
 }
