@@ -7,9 +7,20 @@
 //! grpcurl -plaintext -d '{"name":"you"}' 127.0.0.1:50051 helloworld.Greeter/SayHello
 //! ```
 //!
-//! Environment: `MESH_LISTEN` (default `127.0.0.1:50051`; port 0 picks one).
+//! Environment: `MESH_LISTEN` (default `127.0.0.1:50051`; port 0 picks one),
+//! `MESH_SERVICE` (its name in metrics, default `greeter`),
+//! `MESH_METRICS_ADDR` (serve Prometheus `/metrics` there:
+//! `grpc_server_call_duration_seconds` by method and status).
 //! Prints `greeter-server listening on <addr>` once it accepts. The reply
 //! names the server (`Hello NAME from ADDR`), so a client sees who served it.
+//!
+//! It serves `grpc.health.v1.Health` too (`""` and `helloworld.Greeter`).
+//! On SIGTERM or Ctrl-C it turns NOT_SERVING, keeps answering for the
+//! `--drain` period so health-checking clients move away, then exits:
+//!
+//! ```sh
+//! grpc-health-probe -addr 127.0.0.1:50051 -service helloworld.Greeter
+//! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,7 +30,10 @@ use clap::Parser;
 use mesh_core::config::MeshEnv;
 use mesh_examples::faults::{Fault, Faults};
 use mesh_examples::{parse_duration_arg, parse_rate_arg};
+use mesh_tonic::health::{Health, shutdown_signal};
+use mesh_tonic::server::GrpcServerLayer;
 use mesh_tower::BoxError;
+use mesh_tower::metrics::{Metrics, prometheus};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -46,6 +60,10 @@ struct Args {
     /// Seed of the fault decisions (default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// On SIGTERM/Ctrl-C: how long to stay up answering NOT_SERVING to
+    /// health checks (and serving calls) before exiting.
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
+    drain: Duration,
 }
 
 /// One greeter instance: its address (for the reply) and its faults.
@@ -88,6 +106,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // The mesh's environment contract: MESH_LISTEN.
     let env = MeshEnv::from_vars_os(std::env::vars_os())?;
     let listen = env.listen.unwrap_or(([127, 0, 0, 1], 50051).into());
+    let service = env.service.unwrap_or_else(|| "greeter".into());
+
+    // With MESH_METRICS_ADDR set, Prometheus /metrics (see news-service).
+    let _telemetry = prometheus::init_from_env().await?;
+    let metrics = Metrics::global();
+    let (health, health_service) = Health::new();
+    health.serving::<GreeterServer<Greeting>>().await;
 
     let faults = Faults::new(args.seed.unwrap_or_else(Faults::random_seed));
     faults.set_fail_rate(args.fail_rate);
@@ -97,8 +122,22 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let address = listener.local_addr()?;
     println!("greeter-server listening on {address}");
     Server::builder()
+        .layer(GrpcServerLayer::new(&metrics, service))
+        .add_service(health_service)
         .add_service(GreeterServer::new(Greeting { address, faults }))
-        .serve_with_incoming(TcpIncoming::from(listener))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener),
+            health.shutdown_after(
+                async {
+                    shutdown_signal().await;
+                    eprintln!(
+                        "greeter-server: shutting down (NOT_SERVING, draining {:?})",
+                        args.drain
+                    );
+                },
+                args.drain,
+            ),
+        )
         .await?;
     Ok(())
 }
