@@ -145,12 +145,10 @@ async fn the_incoming_deadline_is_inherited_by_mesh_calls_from_the_handler() {
 // === the layer on hand-made responses ===
 
 type Frames = Vec<Result<Frame<Bytes>, Infallible>>;
+type FrameBody =
+    StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-fn grpc_response(
-    frames: Frames,
-) -> http::Response<
-    StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>,
-> {
+fn grpc_response(frames: Frames) -> http::Response<FrameBody> {
     http::Response::new(StreamBody::new(tokio_stream::iter(frames)))
 }
 
