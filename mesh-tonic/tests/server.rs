@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use mesh_tonic::MeshGrpcExt;
@@ -266,5 +267,35 @@ async fn the_handler_runs_in_the_incoming_deadline_and_a_late_drop_is_deadline_e
         1.0,
         "{}",
         t.text()
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_body_produces_its_messages_inside_the_deadline() {
+    let t = telemetry();
+    let layer = GrpcServerLayer::new(&t.metrics, "s");
+    let svc = layer.layer(tower::service_fn(
+        |_req: http::Request<Empty<Bytes>>| async {
+            // Messages made when the body is polled, as a streaming handler's.
+            let messages = futures_util::stream::iter([0, 1]).map(|i| {
+                let frame = match (i, inherit::deadline()) {
+                    (0, Some(_)) => Frame::data(Bytes::from_static(b"in scope")),
+                    (0, None) => Frame::data(Bytes::from_static(b"outside")),
+                    _ => trailers("0"),
+                };
+                Ok::<_, Infallible>(frame)
+            });
+            Ok::<_, Infallible>(http::Response::new(StreamBody::new(messages)))
+        },
+    ));
+    let mut req = request("/p.S/Stream");
+    req.headers_mut()
+        .insert("grpc-timeout", http::HeaderValue::from_static("5S"));
+    let body = svc.oneshot(req).await.unwrap().into_body();
+    let collected = body.collect().await.unwrap().to_bytes();
+    assert_eq!(collected, "in scope");
+    assert_eq!(
+        t.calls(&[("grpc_method", "p.S/Stream"), ("grpc_status", "OK")]),
+        1.0
     );
 }

@@ -67,6 +67,8 @@
 //!
 //! [`server::ServerLayer`] records server-side golden signals and extracts
 //! W3C trace context, with a seam for the mTLS and authorization layers.
+//! [`inherit`] carries the deadline of the call being served to the mesh
+//! calls its handler makes (gRPC's Context deadline propagation).
 
 pub mod balance;
 pub mod body;
