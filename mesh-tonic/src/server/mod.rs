@@ -35,9 +35,9 @@
 //! ```
 //!
 //! The same seam as the HTTP stack: the mTLS acceptor puts
-//! [`PeerIdentity`](mesh_tower::ext::PeerIdentity) in each request's
-//! extensions, an authorization layer (stacked before this one) decides on
-//! it, and this layer labels the call with it.
+//! [`PeerIdentity`] in each request's extensions, an authorization layer
+//! (stacked before this one) decides on it, and this layer labels the call
+//! with it.
 //!
 //! The instruments are made on the meter of a [`Metrics`] handle, so they
 //! go wherever the HTTP metrics go (Prometheus: the histogram is
