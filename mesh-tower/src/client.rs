@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use mesh_core::config::Protocol;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
@@ -55,11 +54,11 @@ impl std::fmt::Debug for MeshClient {
 }
 
 impl MeshClient {
-    pub(crate) fn new(state: Arc<ServiceState>, resources: Arc<Resources>) -> Self {
-        let connector = match state.protocol {
-            Protocol::Http => resources.http1.clone(),
-            Protocol::Http2 | Protocol::Grpc => resources.http2.clone(),
-        };
+    pub(crate) fn new(
+        state: Arc<ServiceState>,
+        resources: Arc<Resources>,
+        connector: crate::connect::Connector,
+    ) -> Self {
         let on_retry: OnRetry = {
             let metrics = state.metrics.clone();
             let labels = state.labels.clone();

@@ -86,6 +86,7 @@ pub mod router;
 pub mod server;
 mod service;
 pub mod timeout;
+pub mod tls;
 pub mod trace;
 
 pub use client::{MeshClient, ResponseFuture};

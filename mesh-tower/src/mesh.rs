@@ -18,7 +18,9 @@ use crate::connect::{ConnectConfig, Connector};
 use crate::metrics::Metrics;
 use crate::metrics::prometheus::{self, MetricsError, Telemetry};
 use crate::service::{ServiceError, ServiceState};
+use crate::tls::{MeshAcceptor, Tls, TlsConfig, TlsError};
 use mesh_core::config::Protocol;
+use mesh_core::identity::SpiffeId;
 use std::net::SocketAddr;
 
 /// The mesh could not be set up.
@@ -33,6 +35,19 @@ pub enum MeshError {
     /// The Prometheus `/metrics` pipeline could not be set up.
     #[error("metrics: {0}")]
     Metrics(#[from] MetricsError),
+    /// The TLS material could not be loaded (`MESH_TLS_*`).
+    #[error("mTLS: {0}")]
+    Tls(#[from] TlsError),
+    /// Under mTLS, a service's expected SPIFFE ID cannot be formed from
+    /// its name (e.g. a target URI): set its `identity` in the config.
+    #[error("service `{service}`: no SPIFFE ID to expect (set the service's `identity`): {source}")]
+    Identity {
+        /// The service.
+        service: String,
+        /// Why its name is no SPIFFE path segment.
+        #[source]
+        source: mesh_core::identity::SpiffeIdError,
+    },
     /// A service's config could not be compiled.
     #[error("service `{service}`: {source}")]
     Service {
@@ -66,8 +81,12 @@ pub(crate) struct Resources {
     pub(crate) config: watch::Receiver<Arc<MeshConfig>>,
     discover: Arc<dyn Discover>,
     wait: Duration,
-    pub(crate) http1: Connector,
-    pub(crate) http2: Connector,
+    http1: Connector,
+    http2: Connector,
+    connect: ConnectConfig,
+    tls: Option<Tls>,
+    /// mTLS connectors by (HTTP/2?, expected identity): one pool each.
+    tls_connectors: Mutex<HashMap<(bool, SpiffeId), Connector>>,
     pub(crate) local_service: Option<String>,
     metrics: Metrics,
     telemetry: Option<Telemetry>,
@@ -101,6 +120,8 @@ pub struct MeshBuilder {
     local_service: Option<String>,
     metrics: Option<Metrics>,
     metrics_addr: Option<SocketAddr>,
+    tls: Option<Tls>,
+    tls_config: Option<Result<TlsConfig, TlsError>>,
 }
 
 impl std::fmt::Debug for MeshBuilder {
@@ -142,10 +163,35 @@ impl MeshBuilder {
         self
     }
 
+    /// Makes every client mTLS with `tls`'s certificate (see
+    /// [`crate::tls`]), and [`Mesh::acceptor`] accept in its mode.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self.tls_config = None;
+        self
+    }
+
+    /// Like [`tls`](Self::tls), loading `config` at [`build`](Self::build).
+    pub fn tls_config(mut self, config: TlsConfig) -> Self {
+        self.tls = None;
+        self.tls_config = Some(Ok(config));
+        self
+    }
+
     /// Everything the environment gives: `MESH_CONFIG`,
     /// `MESH_ENDPOINTS_*`, `MESH_DNS_SERVER`, `MESH_SERVICE`,
-    /// `MESH_METRICS_ADDR`.
+    /// `MESH_METRICS_ADDR`, and `MESH_TLS_CERT`/`KEY`/`CA`/`MODE` (mTLS,
+    /// loaded at [`build`](Self::build); only some of the three files set
+    /// is a build error).
     pub fn env(mut self, env: &MeshEnv) -> Self {
+        match TlsConfig::from_env(env) {
+            Ok(None) => {}
+            Ok(Some(c)) => {
+                self.tls = None;
+                self.tls_config = Some(Ok(c));
+            }
+            Err(e) => self.tls_config = Some(Err(e)),
+        }
         if let Some(path) = &env.config_path {
             self.config_file = Some(path.clone());
         }
@@ -211,6 +257,10 @@ impl MeshBuilder {
     /// Builds the mesh. Opens the config file, if any (inside a tokio
     /// runtime); discovery starts per service, lazily.
     pub fn build(self) -> Result<Mesh, MeshError> {
+        let tls = match self.tls_config {
+            Some(config) => Some(Tls::load(config?)?),
+            None => self.tls,
+        };
         let mut file = None;
         let mut config_tx = None;
         let config = if let Some(path) = self.config_file {
@@ -244,9 +294,17 @@ impl MeshBuilder {
                 let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
                 let meter =
                     opentelemetry::metrics::MeterProvider::meter(&telemetry.provider, "mesh-tower");
+                if let Some(tls) = &tls {
+                    tls.register_metrics(&meter);
+                }
                 (Metrics::new(&meter), Some(telemetry))
             }
-            None => (self.metrics.unwrap_or_else(Metrics::global), None),
+            None => {
+                if let Some(tls) = &tls {
+                    tls.register_metrics(&opentelemetry::global::meter(crate::metrics::SCOPE));
+                }
+                (self.metrics.unwrap_or_else(Metrics::global), None)
+            }
         };
         Ok(Mesh {
             inner: Arc::new(MeshInner {
@@ -256,6 +314,9 @@ impl MeshBuilder {
                     wait: self.wait,
                     http1: Connector::new(Protocol::Http, &self.connect),
                     http2: Connector::new(Protocol::Http2, &self.connect),
+                    connect: self.connect,
+                    tls,
+                    tls_connectors: Mutex::new(HashMap::new()),
                     local_service: self.local_service,
                     metrics,
                     telemetry,
@@ -299,6 +360,8 @@ impl Mesh {
             local_service: None,
             metrics: None,
             metrics_addr: None,
+            tls: None,
+            tls_config: None,
         }
     }
 
@@ -326,6 +389,23 @@ impl Mesh {
             .telemetry
             .as_ref()
             .map(|t| t.server.local_addr())
+    }
+
+    /// The mTLS material, if the mesh speaks mTLS
+    /// ([`MeshBuilder::tls`], `MESH_TLS_*`).
+    pub fn tls(&self) -> Option<&Tls> {
+        self.inner.resources.tls.as_ref()
+    }
+
+    /// A server-side acceptor for this process's servers: in the TLS mode
+    /// (`MESH_TLS_MODE`, default strict) with the live certificate, or
+    /// plaintext without TLS. Serve with [`crate::tls::serve`] or
+    /// [`crate::tls::incoming`].
+    pub fn acceptor(&self) -> MeshAcceptor {
+        match &self.inner.resources.tls {
+            Some(tls) => MeshAcceptor::new(tls),
+            None => MeshAcceptor::plaintext(),
+        }
     }
 
     /// The instruments the mesh records into.
@@ -385,7 +465,55 @@ impl Mesh {
                 }
             }
         };
+        let connector = self
+            .inner
+            .resources
+            .connector(&state.name, state.protocol)?;
         state.pool.start();
-        Ok(MeshClient::new(state, self.inner.resources.clone()))
+        Ok(MeshClient::new(
+            state,
+            self.inner.resources.clone(),
+            connector,
+        ))
+    }
+}
+
+impl Resources {
+    /// The connector for `service`: plaintext, or mTLS expecting the
+    /// service's identity (config `identity`, else
+    /// `spiffe://<trust_domain>/ns/default/svc/<service>`), shared by every
+    /// service expecting the same identity over the same protocol.
+    fn connector(&self, service: &str, protocol: Protocol) -> Result<Connector, MeshError> {
+        let h2 = matches!(protocol, Protocol::Http2 | Protocol::Grpc);
+        let Some(tls) = &self.tls else {
+            return Ok(if h2 {
+                self.http2.clone()
+            } else {
+                self.http1.clone()
+            });
+        };
+        let expected = {
+            let config = self.config.borrow();
+            match config
+                .services
+                .get(service)
+                .and_then(|s| s.identity.clone())
+            {
+                Some(id) => id,
+                None => SpiffeId::for_service(&config.trust_domain, "default", service).map_err(
+                    |source| MeshError::Identity {
+                        service: service.to_string(),
+                        source,
+                    },
+                )?,
+            }
+        };
+        let mut connectors = self.tls_connectors.lock();
+        if let Some(c) = connectors.get(&(h2, expected.clone())) {
+            return Ok(c.clone());
+        }
+        let connector = Connector::tls(protocol, &self.connect, tls, expected.clone())?;
+        connectors.insert((h2, expected), connector.clone());
+        Ok(connector)
     }
 }

@@ -11,4 +11,5 @@ pub mod dnsmasq;
 pub mod envoy;
 pub mod grpcio;
 pub mod prometheus;
+pub mod tls;
 pub mod upstream;

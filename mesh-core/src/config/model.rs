@@ -91,6 +91,9 @@ pub struct ServiceConfig {
     pub outlier_detection: Option<OutlierConfig>,
     /// Routes, first match wins. Empty: all traffic to all endpoints.
     pub routes: Vec<RouteConfig>,
+    /// The SPIFFE ID the service's servers must present under mTLS.
+    /// `None`: `spiffe://<trust_domain>/ns/default/svc/<name>`.
+    pub identity: Option<crate::identity::SpiffeId>,
 }
 
 /// A DNS name to resolve for endpoints.

@@ -145,6 +145,9 @@ fn service(s: &ServiceConfig) -> Value {
         Protocol::Grpc => "grpc",
     };
     m.insert("protocol".into(), json!(protocol));
+    if let Some(id) = &s.identity {
+        m.insert("identity".into(), json!(id.as_str()));
+    }
     let eps: Vec<Value> = s
         .endpoints
         .iter()

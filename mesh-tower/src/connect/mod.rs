@@ -10,7 +10,16 @@
 //!   `TCP_NODELAY` and a connect timeout, pooling idle connections per
 //!   endpoint address (the pool key is the rewritten authority);
 //! - HTTP/1.1 for `protocol: http`, HTTP/2 with prior knowledge (no
-//!   upgrade, no TLS) for `protocol: http2` and `grpc`.
+//!   upgrade) for `protocol: http2` and `grpc`;
+//! - plaintext ([`Connector::new`]), or mTLS ([`Connector::tls`]): TLS 1.3
+//!   presenting the local certificate, the server verified by its SPIFFE
+//!   ID, ALPN `h2` or `http/1.1`, session resumption (see [`crate::tls`]).
+//!   A TLS connector verifies one expected identity: the [`Mesh`](crate::Mesh)
+//!   keeps one per (protocol, identity), so pooled connections are never
+//!   shared between identities. A handshake failure is a connect error
+//!   ([`ErrorKind::ConnectFailure`](crate::error::ErrorKind)) whose cause is
+//!   an [`IdentityMismatch`](crate::tls::IdentityMismatch) or a
+//!   [`TlsHandshakeError`].
 //!
 //! A connection to a removed endpoint is not closed by the removal: the
 //! requests in flight on it complete (draining), and it is dropped from the
@@ -46,6 +55,9 @@ use crate::error::BoxError;
 
 #[cfg(test)]
 mod tests;
+mod tls;
+
+pub use tls::TlsHandshakeError;
 
 /// How connections are made and pooled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,29 +90,73 @@ impl Default for ConnectConfig {
 /// instead of a copy and five.
 #[derive(Clone, Debug)]
 pub struct Connector {
-    client: std::sync::Arc<Client<HttpConnector, MeshBody>>,
+    client: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Plain(std::sync::Arc<Client<HttpConnector, MeshBody>>),
+    Tls(std::sync::Arc<Client<tls::TlsConnect, MeshBody>>),
+}
+
+fn http_connector(config: &ConnectConfig) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.enforce_http(true);
+    http
+}
+
+fn client_builder(
+    protocol: Protocol,
+    config: &ConnectConfig,
+) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .timer(hyper_util::rt::TokioTimer::new());
+    if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
+        builder.http2_only(true);
+    }
+    builder
 }
 
 impl Connector {
     /// A connector speaking HTTP/1.1 (`http`) or HTTP/2 with prior knowledge
     /// (`http2`, `grpc`).
     pub fn new(protocol: Protocol, config: &ConnectConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.enforce_http(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .timer(hyper_util::rt::TokioTimer::new());
-        if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
-            builder.http2_only(true);
-        }
+        let builder = client_builder(protocol, config);
         Self {
-            client: std::sync::Arc::new(builder.build(http)),
+            client: Inner::Plain(std::sync::Arc::new(builder.build(http_connector(config)))),
         }
+    }
+
+    /// A connector speaking mTLS with `tls`'s live certificate, accepting
+    /// only servers whose SPIFFE ID is `expected`: ALPN `h2` for `http2` and
+    /// `grpc`, `http/1.1` for `http`.
+    pub fn tls(
+        protocol: Protocol,
+        config: &ConnectConfig,
+        tls: &crate::tls::Tls,
+        expected: mesh_core::identity::SpiffeId,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let alpn = match protocol {
+            Protocol::Http => vec![b"http/1.1".to_vec()],
+            Protocol::Http2 | Protocol::Grpc => vec![b"h2".to_vec()],
+        };
+        let client_config = tls.client_config(expected, alpn)?;
+        let builder = client_builder(protocol, config);
+        let connect = tls::TlsConnect::new(http_connector(config), client_config);
+        Ok(Self {
+            client: Inner::Tls(std::sync::Arc::new(builder.build(connect))),
+        })
+    }
+
+    /// Whether connections are mTLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.client, Inner::Tls(_))
     }
 }
 
@@ -115,7 +171,10 @@ impl tower::Service<Request<MeshBody>> for Connector {
 
     fn call(&mut self, req: Request<MeshBody>) -> ResponseFuture {
         ResponseFuture {
-            inner: self.client.request(req),
+            inner: match &self.client {
+                Inner::Plain(c) => c.request(req),
+                Inner::Tls(c) => c.request(req),
+            },
         }
     }
 }

@@ -24,6 +24,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "circuit_breaker",
     "outlier_detection",
     "routes",
+    "identity",
 ];
 
 pub(super) fn decode_service(node: &Node, path: &Path, ctx: &mut Ctx) -> ServiceConfig {
@@ -119,6 +120,20 @@ pub(super) fn decode_service(node: &Node, path: &Path, ctx: &mut Ctx) -> Service
     }
     if let Some(n) = f.get("outlier_detection") {
         svc.outlier_detection = policy::decode_outlier(n, &f.path("outlier_detection"), ctx);
+    }
+    if let Some(n) = f.get("identity") {
+        let p = f.path("identity");
+        if let Some(s) = ctx.string(n, &p) {
+            match crate::identity::SpiffeId::parse(&s) {
+                Ok(id) => svc.identity = Some(id),
+                Err(e) => ctx.err(
+                    K::Invalid,
+                    &p,
+                    n.line,
+                    format!("must be a SPIFFE ID (`spiffe://<trust_domain>/...`): {e}"),
+                ),
+            }
+        }
     }
     if let Some(n) = f.get("routes") {
         let p = f.path("routes");

@@ -557,3 +557,23 @@ fn validate_checks_configs_built_in_code() {
     assert!(e.errors.iter().all(|e| e.line.is_none()));
     assert!(yaml(EXAMPLE).unwrap().validate().is_ok());
 }
+
+#[test]
+fn service_identity_is_a_spiffe_id() {
+    let cfg =
+        yaml("services:\n  news-service:\n    identity: spiffe://mesh.local/ns/prod/svc/news\n")
+            .unwrap();
+    let id = cfg.services["news-service"].identity.as_ref().unwrap();
+    assert_eq!(id.as_str(), "spiffe://mesh.local/ns/prod/svc/news");
+    // Rendered and parsed back.
+    let json = cfg.to_json().to_string();
+    let back = parse_str(&json, Format::Json, "mesh.json").unwrap();
+    assert_eq!(back.services["news-service"].identity.as_ref(), Some(id));
+
+    expect_err(
+        "services:\n  news-service:\n    identity: https://news\n",
+        "services.news-service.identity",
+        3,
+        "must be a SPIFFE ID",
+    );
+}

@@ -1,0 +1,208 @@
+//! mTLS end to end through `Mesh`/`MeshClient` and `tls::serve`: real
+//! rustls on both ends on 127.0.0.1, certificates from a throwaway CA.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+mod tls_common;
+
+use mesh_tests::tls::{Pki, Validity, spiffe};
+use mesh_tower::error::{ErrorKind, kind};
+use mesh_tower::tls::{IdentityMismatch, MeshAcceptor, TlsMode};
+use rustls_pki_types::pem::PemObject;
+use tls_common::{Server, get, mesh, tls_for};
+
+#[tokio::test]
+async fn mtls_http1_and_h2_through_the_mesh_server_sees_the_caller_identity() {
+    let pki = Pki::new("mesh");
+    let server_tls = tls_for(&pki, &pki.leaf("news-service", "news"), TlsMode::Strict);
+    assert_eq!(server_tls.identity().as_str(), spiffe("news-service"));
+    let server = Server::start(MeshAcceptor::new(&server_tls)).await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+
+    let http1 = mesh(
+        "news-service",
+        server.addr,
+        Some(client_tls.clone()),
+        "services:\n  news-service: {}\n",
+    );
+    let body = get(&http1.client("news-service")).await.unwrap();
+    assert_eq!(body, format!("{} HTTP/1.1", spiffe("app-ui")));
+
+    let h2 = mesh(
+        "news-service",
+        server.addr,
+        Some(client_tls),
+        "services:\n  news-service: { protocol: http2 }\n",
+    );
+    let client = h2.client("news-service");
+    for _ in 0..3 {
+        let body = get(&client).await.unwrap();
+        assert_eq!(body, format!("{} HTTP/2.0", spiffe("app-ui")));
+    }
+    server.shutdown().await;
+}
+
+/// Finds the typed mismatch in an error's cause chain.
+fn mismatch(err: &(dyn std::error::Error + 'static)) -> Option<IdentityMismatch> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(m) = e.downcast_ref::<IdentityMismatch>() {
+            return Some(m.clone());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_server_with_another_spiffe_id() {
+    let pki = Pki::new("mesh");
+    // The server at news-service's address is someone else.
+    let server_tls = tls_for(&pki, &pki.leaf("billing", "billing"), TlsMode::Strict);
+    let server = Server::start(MeshAcceptor::new(&server_tls)).await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+    let m = mesh(
+        "news-service",
+        server.addr,
+        Some(client_tls),
+        "services:\n  news-service: {}\n",
+    );
+
+    let err = get(&m.client("news-service")).await.unwrap_err();
+    assert_eq!(kind(err.as_ref()), ErrorKind::ConnectFailure, "{err}");
+    let mismatch =
+        mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
+    assert_eq!(mismatch.expected.as_str(), spiffe("news-service"));
+    assert_eq!(
+        mismatch.presented.as_ref().map(|p| p.as_str()),
+        Some(spiffe("billing").as_str())
+    );
+    assert!(
+        mismatch.to_string().contains(&spiffe("billing")),
+        "{mismatch}"
+    );
+    // A server from the right CA without any SPIFFE ID is refused too
+    // (our loader would not load such a certificate: use rustls directly).
+    let anon = pki.issue(None, Validity::Current, "anon");
+    let config = rustls::ServerConfig::builder_with_provider(mesh_tower::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![
+                rustls_pki_types::CertificateDer::from_pem_slice(anon.cert_pem.as_bytes()).unwrap(),
+            ],
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(anon.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let anon_server = Server::start(MeshAcceptor::from_config(
+        std::sync::Arc::new(config),
+        TlsMode::Strict,
+    ))
+    .await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+    let m = mesh(
+        "news-service",
+        anon_server.addr,
+        Some(client_tls),
+        "services:\n  news-service: {}\n",
+    );
+    let err = get(&m.client("news-service")).await.unwrap_err();
+    let mismatch =
+        mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
+    assert_eq!(mismatch.presented, None);
+    assert!(mismatch.to_string().contains("no SPIFFE ID"), "{mismatch}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_config_identity_overrides_the_default_expectation() {
+    let pki = Pki::new("mesh");
+    let prod = "spiffe://mesh.local/ns/prod/svc/news";
+    let leaf = pki.issue(Some(prod), Validity::Current, "news-prod");
+    let server_tls = tls_for(&pki, &leaf, TlsMode::Strict);
+    let server = Server::start(MeshAcceptor::new(&server_tls)).await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+
+    // Default expectation (ns/default): refused.
+    let plain = mesh(
+        "news",
+        server.addr,
+        Some(client_tls.clone()),
+        "services:\n  news: {}\n",
+    );
+    let err = get(&plain.client("news")).await.unwrap_err();
+    assert!(mismatch(err.as_ref()).is_some(), "{err:?}");
+
+    let with_override = mesh(
+        "news",
+        server.addr,
+        Some(client_tls),
+        &format!("services:\n  news: {{ identity: \"{prod}\" }}\n"),
+    );
+    let body = get(&with_override.client("news")).await.unwrap();
+    assert!(body.starts_with(&spiffe("app-ui")), "{body}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn permissive_takes_plaintext_and_mtls_on_one_port_strict_refuses_plaintext() {
+    let pki = Pki::new("mesh");
+    let server_tls = tls_for(&pki, &pki.leaf("news-service", "news"), TlsMode::Permissive);
+    let permissive = Server::start(MeshAcceptor::new(&server_tls)).await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+
+    let plain = mesh(
+        "news-service",
+        permissive.addr,
+        None,
+        "services:\n  news-service: {}\n",
+    );
+    let mtls = mesh(
+        "news-service",
+        permissive.addr,
+        Some(client_tls),
+        "services:\n  news-service: {}\n",
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            get(&plain.client("news-service")).await.unwrap(),
+            "anonymous HTTP/1.1"
+        );
+        assert_eq!(
+            get(&mtls.client("news-service")).await.unwrap(),
+            format!("{} HTTP/1.1", spiffe("app-ui"))
+        );
+    }
+
+    let strict = Server::start(MeshAcceptor::with_mode(&server_tls, TlsMode::Strict)).await;
+    let plain = mesh(
+        "news-service",
+        strict.addr,
+        None,
+        "services:\n  news-service: {}\n",
+    );
+    let err = get(&plain.client("news-service")).await.unwrap_err();
+    assert!(
+        matches!(
+            kind(err.as_ref()),
+            ErrorKind::Reset | ErrorKind::ConnectFailure | ErrorKind::Other
+        ),
+        "{err}"
+    );
+
+    let disabled = Server::start(MeshAcceptor::with_mode(&server_tls, TlsMode::Disabled)).await;
+    let plain = mesh(
+        "news-service",
+        disabled.addr,
+        None,
+        "services:\n  news-service: {}\n",
+    );
+    assert_eq!(
+        get(&plain.client("news-service")).await.unwrap(),
+        "anonymous HTTP/1.1"
+    );
+    permissive.shutdown().await;
+    strict.shutdown().await;
+    disabled.shutdown().await;
+}
