@@ -172,7 +172,7 @@ fn the_expiry_gauge_reports_seconds_left() {
     let text = exposition.render().unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("mesh_tls_cert_expiry"))
+        .find(|l| l.starts_with("mesh_tls_cert_expiry_seconds{"))
         .unwrap_or_else(|| panic!("no gauge in\n{text}"));
     assert!(line.contains(&spiffe("news-service")), "{line}");
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();

@@ -43,7 +43,7 @@ async fn mtls_http1_and_h2_through_the_mesh_server_sees_the_caller_identity() {
 }
 
 /// Finds the typed mismatch in an error's cause chain.
-fn mismatch(err: &(dyn std::error::Error + 'static)) -> Option<IdentityMismatch> {
+fn find_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<IdentityMismatch> {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(m) = e.downcast_ref::<IdentityMismatch>() {
@@ -71,7 +71,7 @@ async fn the_client_refuses_a_server_with_another_spiffe_id() {
     let err = get(&m.client("news-service")).await.unwrap_err();
     assert_eq!(kind(err.as_ref()), ErrorKind::ConnectFailure, "{err}");
     let mismatch =
-        mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
+        find_mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
     assert_eq!(mismatch.expected.as_str(), spiffe("news-service"));
     assert_eq!(
         mismatch.presented.as_ref().map(|p| p.as_str()),
@@ -109,7 +109,7 @@ async fn the_client_refuses_a_server_with_another_spiffe_id() {
     );
     let err = get(&m.client("news-service")).await.unwrap_err();
     let mismatch =
-        mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
+        find_mismatch(err.as_ref()).unwrap_or_else(|| panic!("no IdentityMismatch in {err:?}"));
     assert_eq!(mismatch.presented, None);
     assert!(mismatch.to_string().contains("no SPIFFE ID"), "{mismatch}");
     drop(server);
@@ -132,7 +132,7 @@ async fn a_config_identity_overrides_the_default_expectation() {
         "services:\n  news: {}\n",
     );
     let err = get(&plain.client("news")).await.unwrap_err();
-    assert!(mismatch(err.as_ref()).is_some(), "{err:?}");
+    assert!(find_mismatch(err.as_ref()).is_some(), "{err:?}");
 
     let with_override = mesh(
         "news",

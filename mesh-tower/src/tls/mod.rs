@@ -307,7 +307,8 @@ impl Tls {
     /// weakly: it reports nothing once every `Tls` clone is dropped.
     pub fn register_metrics(&self, meter: &opentelemetry::metrics::Meter) {
         let shared = Arc::downgrade(&self.shared);
-        let gauge = meter
+        // The instrument lives in the meter provider; the handle may go.
+        let _gauge = meter
             .f64_observable_gauge("mesh.tls.cert.expiry")
             .with_unit("s")
             .with_description("Seconds until the local TLS certificate expires")
@@ -328,8 +329,6 @@ impl Tls {
                 }
             })
             .build();
-        // The instrument lives in the meter provider; the handle may go.
-        drop(gauge);
     }
 }
 
