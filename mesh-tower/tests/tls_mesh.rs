@@ -206,3 +206,116 @@ async fn permissive_takes_plaintext_and_mtls_on_one_port_strict_refuses_plaintex
     strict.shutdown().await;
     disabled.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_environment_makes_clients_and_acceptors_mtls() {
+    let pki = Pki::new("mesh");
+    let news = pki.leaf("news-service", "news");
+    let app = pki.leaf("app-ui", "app");
+    let env = |leaf: &mesh_tests::tls::Leaf, mode: &str, endpoint: Option<std::net::SocketAddr>| {
+        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
+            ("MESH_TLS_CERT".into(), leaf.cert.clone().into()),
+            ("MESH_TLS_KEY".into(), leaf.key.clone().into()),
+            ("MESH_TLS_CA".into(), pki.ca().into()),
+            ("MESH_TLS_MODE".into(), mode.into()),
+        ];
+        if let Some(addr) = endpoint {
+            vars.push((
+                "MESH_ENDPOINTS_NEWS_SERVICE".into(),
+                addr.to_string().into(),
+            ));
+        }
+        mesh_core::config::MeshEnv::from_vars_os(vars).unwrap()
+    };
+    let server_mesh = mesh_tower::Mesh::builder()
+        .env(&env(&news, "permissive", None))
+        .build()
+        .unwrap();
+    let acceptor = server_mesh.acceptor();
+    assert_eq!(acceptor.mode(), TlsMode::Permissive);
+    assert_eq!(
+        server_mesh.tls().unwrap().identity().as_str(),
+        spiffe("news-service")
+    );
+    let server = Server::start(acceptor).await;
+
+    let client_mesh = mesh_tower::Mesh::builder()
+        .env(&env(&app, "strict", Some(server.addr)))
+        .build()
+        .unwrap();
+    let body = get(&client_mesh.client("news-service")).await.unwrap();
+    assert_eq!(body, format!("{} HTTP/1.1", spiffe("app-ui")));
+
+    // Only some of the files: a build error naming the missing variable.
+    let partial = mesh_core::config::MeshEnv::from_vars_os([(
+        std::ffi::OsString::from("MESH_TLS_CERT"),
+        std::ffi::OsString::from(&app.cert),
+    )])
+    .unwrap();
+    let err = mesh_tower::Mesh::builder()
+        .env(&partial)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, mesh_tower::MeshError::Tls(_)), "{err}");
+    assert!(err.to_string().contains("MESH_TLS_KEY"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_times_out_and_the_accept_loop_goes_on() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new("mesh");
+    let news = pki.leaf("news-service", "news");
+    let server_tls = mesh_tower::tls::Tls::load(
+        mesh_tower::tls::TlsConfig::new(&news.cert, &news.key, pki.ca())
+            .handshake_timeout(std::time::Duration::from_millis(200)),
+    )
+    .unwrap();
+    let server = Server::start(MeshAcceptor::new(&server_tls)).await;
+    // Connects and says nothing: dropped by the server after the timeout.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Garbage instead of a ClientHello: refused, logged.
+    let mut garbage = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut garbage, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+    let m = mesh(
+        "news-service",
+        server.addr,
+        Some(client_tls),
+        "services:\n  news-service: {}\n",
+    );
+    assert!(
+        get(&m.client("news-service"))
+            .await
+            .unwrap()
+            .starts_with(&spiffe("app-ui"))
+    );
+
+    let mut buf = [0u8; 64];
+    let started = std::time::Instant::now();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("the stalled connection was never closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the server wrote to a stalled connection");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), garbage.read(&mut buf))
+        .await
+        .expect("the garbage connection was never closed")
+        .unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("200"),
+        "plaintext served by strict"
+    );
+    // Still serving.
+    assert!(
+        get(&m.client("news-service"))
+            .await
+            .unwrap()
+            .starts_with(&spiffe("app-ui"))
+    );
+    server.shutdown().await;
+}
