@@ -69,6 +69,14 @@
 //! W3C trace context, with a seam for the mTLS and authorization layers.
 //! [`inherit`] carries the deadline of the call being served to the mesh
 //! calls its handler makes (gRPC's Context deadline propagation).
+//!
+//! ## mTLS
+//!
+//! [`tls`] gives both sides SPIFFE-identity mTLS (`MESH_TLS_*`): the
+//! connector verifies each server's SPIFFE ID, and [`tls::serve`] (axum,
+//! hyper) or [`tls::incoming`] (tonic) accept in strict, permissive or
+//! disabled mode, putting the caller's identity in
+//! [`ext::PeerIdentity`].
 
 pub mod balance;
 pub mod body;
