@@ -6,6 +6,7 @@
 //! | extension | on | set by | read by |
 //! | --- | --- | --- | --- |
 //! | [`RouteInfo`] | request | router | timeout, retry, balancer, metrics |
+//! | [`Subset`] | request | router (when the route splits) | balancer |
 //! | [`Deadline`] | request | overall timeout | per-try timeout, retry |
 //! | [`TriedEndpoints`] | request | retry (from the second attempt on) | balancer |
 //! | [`AttemptEndpoint`] | request | per-try timeout (a cell the balancer fills) | per-try timeout |
@@ -42,7 +43,8 @@ pub struct RoutePolicy {
 }
 
 /// The subset a request was split to: set by the router next to
-/// [`RouteInfo`] (`None` or absent: all endpoints of the service).
+/// [`RouteInfo`] when the route splits its traffic (`None` or absent: all
+/// endpoints of the service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subset(pub Option<usize>);
 

@@ -6,7 +6,8 @@
 //! weighted split (traffic split, canary, A/B) and records the decision in
 //! the request's extensions: [`RouteInfo`] (the route's name, whole-call
 //! timeout and retry policy, for the timeout, retry and metrics layers) and
-//! [`Subset`] (for the balancer). A request no route takes fails with
+//! [`Subset`] (for the balancer; set only when the route splits, absent
+//! meaning all endpoints). A request no route takes fails with
 //! [`NoRoute`].
 //!
 //! Everything is compiled once per config into a [`RouteTable`]: the
@@ -27,7 +28,8 @@
 //! let table = RouteTable::new("news", &ServiceConfig::default())?;
 //! let svc = RouterLayer::new(table).layer(service_fn(|req: Request<()>| async move {
 //!     let route = req.extensions().get::<RouteInfo>().map(|r| r.0.route.to_string());
-//!     assert_eq!(req.extensions().get::<Subset>(), Some(&Subset(None)));
+//!     // No split: no `Subset`, the balancer uses all endpoints.
+//!     assert_eq!(req.extensions().get::<Subset>(), None);
 //!     Ok::<_, mesh_tower::BoxError>(http::Response::new(route))
 //! }));
 //! let response = svc.oneshot(Request::new(())).await?;
@@ -216,7 +218,11 @@ where
                 if let Some(policy) = table.policies.get(index) {
                     req.extensions_mut().insert(RouteInfo(policy.clone()));
                 }
-                req.extensions_mut().insert(Subset(subset));
+                // Absent means all endpoints: only a split is recorded (one
+                // extension box fewer on most requests).
+                if subset.is_some() {
+                    req.extensions_mut().insert(Subset(subset));
+                }
                 drop(table);
                 Either::Left(self.inner.call(req))
             }

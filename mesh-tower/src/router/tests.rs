@@ -77,7 +77,8 @@ async fn default_route_carries_the_service_policy() {
     assert_eq!(&*route.0.route, "default");
     assert_eq!(route.0.timeout, Some(Duration::from_secs(3)));
     assert!(route.0.retry.is_some());
-    assert_eq!(subset, Some(Subset(None)));
+    // No split: no extension (absent means all endpoints).
+    assert_eq!(subset, None);
 }
 
 #[tokio::test]
