@@ -17,6 +17,12 @@ pub trait IdGenerator: Send + Sync + Debug {
     fn trace_id(&self) -> TraceId;
     /// A new span id.
     fn span_id(&self) -> SpanId;
+
+    /// A new trace id and a new span id (in that order), for a new trace:
+    /// one call where a generator can draw both at once.
+    fn trace_and_span_id(&self) -> (TraceId, SpanId) {
+        (self.trace_id(), self.span_id())
+    }
 }
 
 fn trace_from(rng: &mut impl Rng) -> TraceId {
@@ -63,6 +69,13 @@ impl IdGenerator for RandomIds {
 
     fn span_id(&self) -> SpanId {
         THREAD_RNG.with(|r| span_from(&mut *r.borrow_mut()))
+    }
+
+    fn trace_and_span_id(&self) -> (TraceId, SpanId) {
+        THREAD_RNG.with(|r| {
+            let rng = &mut *r.borrow_mut();
+            (trace_from(rng), span_from(rng))
+        })
     }
 }
 

@@ -175,10 +175,11 @@ pub const TRACEPARENT_LEN: usize = 55;
 impl TraceParent {
     /// A new trace: fresh trace and span ids from `ids`, with `flags`.
     pub fn new_root(ids: &dyn IdGenerator, flags: TraceFlags) -> TraceParent {
+        let (trace_id, parent_id) = ids.trace_and_span_id();
         TraceParent {
             version: 0,
-            trace_id: ids.trace_id(),
-            parent_id: ids.span_id(),
+            trace_id,
+            parent_id,
             flags,
         }
     }
@@ -207,8 +208,12 @@ impl TraceParent {
 
     /// The header value (version 00).
     pub fn to_header_value(&self) -> HeaderValue {
-        // Lowercase hex and dashes: always a valid header value.
-        HeaderValue::from_bytes(&self.to_bytes()).unwrap_or(HeaderValue::from_static(""))
+        // Lowercase hex and dashes: always a valid header value. Owned by
+        // one shared allocation, so the retry layer's copies of the request
+        // head share it instead of copying (a `Vec`-backed value would be
+        // reallocated on its first clone).
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(self.to_bytes()))
+            .unwrap_or(HeaderValue::from_static(""))
     }
 
     /// Parses a header value.
