@@ -68,9 +68,7 @@ fn stacks() -> Vec<(&'static str, Stack)> {
     let service = config.services.get("bench").unwrap().clone();
     let pool = || {
         let pool = EndpointPool::builder("bench", &service).build().unwrap();
-        pool.apply(mesh_discovery::Update::Reset(
-            service.endpoints.iter().cloned().collect(),
-        ));
+        pool.apply(mesh_discovery::Update::Reset(service.endpoints.to_vec()));
         pool
     };
     let routes = || RouterLayer::new(RouteTable::new("bench", &service).unwrap());
