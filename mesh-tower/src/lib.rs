@@ -70,6 +70,7 @@
 //! [`inherit`] carries the deadline of the call being served to the mesh
 //! calls its handler makes (gRPC's Context deadline propagation).
 
+pub mod authz;
 pub mod balance;
 pub mod body;
 pub mod circuit;

@@ -70,6 +70,9 @@ pub(crate) struct Resources {
     pub(crate) http2: Connector,
     pub(crate) local_service: Option<String>,
     metrics: Metrics,
+    /// The meter `metrics` was made on, when known (the authorization
+    /// counters go there too).
+    meter: Option<opentelemetry::metrics::Meter>,
     telemetry: Option<Telemetry>,
     _file: Option<FileSource>,
     _config_tx: Option<watch::Sender<Arc<MeshConfig>>>,
@@ -100,6 +103,7 @@ pub struct MeshBuilder {
     connect: ConnectConfig,
     local_service: Option<String>,
     metrics: Option<Metrics>,
+    meter: Option<opentelemetry::metrics::Meter>,
     metrics_addr: Option<SocketAddr>,
 }
 
@@ -198,6 +202,15 @@ impl MeshBuilder {
         self
     }
 
+    /// Records golden signals and the authorization counters
+    /// ([`Mesh::authz_layer`]) on `meter` (overriding
+    /// [`metrics`](Self::metrics)).
+    pub fn meter(mut self, meter: &opentelemetry::metrics::Meter) -> Self {
+        self.metrics = Some(Metrics::new(meter));
+        self.meter = Some(meter.clone());
+        self
+    }
+
     /// Serves Prometheus `GET /metrics` on `addr` (`MESH_METRICS_ADDR`):
     /// [`build`](Self::build) installs the [Prometheus
     /// pipeline](crate::metrics::prometheus) as the global meter provider
@@ -239,14 +252,18 @@ impl MeshBuilder {
                     .with_config_updates(config.clone()),
             ),
         };
-        let (metrics, telemetry) = match self.metrics_addr {
+        let (metrics, meter, telemetry) = match self.metrics_addr {
             Some(addr) => {
                 let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
                 let meter =
                     opentelemetry::metrics::MeterProvider::meter(&telemetry.provider, "mesh-tower");
-                (Metrics::new(&meter), Some(telemetry))
+                (Metrics::new(&meter), Some(meter), Some(telemetry))
             }
-            None => (self.metrics.unwrap_or_else(Metrics::global), None),
+            None => (
+                self.metrics.unwrap_or_else(Metrics::global),
+                self.meter,
+                None,
+            ),
         };
         Ok(Mesh {
             inner: Arc::new(MeshInner {
@@ -258,6 +275,7 @@ impl MeshBuilder {
                     http2: Connector::new(Protocol::Http2, &self.connect),
                     local_service: self.local_service,
                     metrics,
+                    meter,
                     telemetry,
                     _file: file,
                     _config_tx: config_tx,
@@ -298,6 +316,7 @@ impl Mesh {
             connect: ConnectConfig::default(),
             local_service: None,
             metrics: None,
+            meter: None,
             metrics_addr: None,
         }
     }
@@ -331,6 +350,24 @@ impl Mesh {
     /// The instruments the mesh records into.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.resources.metrics
+    }
+
+    /// The authorization layer for this service's server: intentions of the
+    /// mesh's config (followed live), destination [`local_service`](Self::local_service),
+    /// counters on the mesh's meter (that of [`MeshBuilder::meter`] or
+    /// `MESH_METRICS_ADDR`; else the global provider's). See
+    /// [`crate::authz`].
+    pub fn authz_layer(&self) -> Result<crate::authz::AuthzLayer, crate::authz::AuthzError> {
+        let res = &self.inner.resources;
+        let service = res
+            .local_service
+            .as_deref()
+            .ok_or(crate::authz::AuthzError::NoLocalService)?;
+        let metrics = match &res.meter {
+            Some(meter) => crate::authz::AuthzMetrics::new(meter),
+            None => crate::authz::AuthzMetrics::global(),
+        };
+        crate::authz::AuthzLayer::watch(service, res.config.clone(), metrics)
     }
 
     /// This service's own name, if known (`MESH_SERVICE`).
