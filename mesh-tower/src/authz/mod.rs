@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The mTLS acceptor puts the caller's verified SPIFFE ID in the request's
-//! [`PeerIdentity`] extension. [`AuthzLayer`] decides with it: source = the
+//! [`PeerIdentity`](crate::ext::PeerIdentity) extension. [`AuthzLayer`] decides with it: source = the
 //! caller (its service and namespace, from
 //! `spiffe://<td>/ns/<ns>/svc/<name>`), destination = this server's service
 //! (`MESH_SERVICE`, [`crate::Mesh::local_service`]), and the request's
@@ -27,7 +27,7 @@
 //! | none | decided by `default_policy` |
 //!
 //! **Anonymous callers.** A request without an identity (no
-//! [`PeerIdentity`], or `PeerIdentity(None)`: plaintext, permissive mode
+//! [`PeerIdentity`](crate::ext::PeerIdentity), or `PeerIdentity(None)`: plaintext, permissive mode
 //! without a client certificate), or with an identity outside our trust
 //! domain or not naming a service, is decided as an *anonymous* source: only
 //! intentions whose source is `*` can match it, else `default_policy`. So
@@ -112,9 +112,6 @@ pub use service::Authz;
 use engine::Engine;
 use log::LogLimit;
 use metrics::SourceLabels;
-
-#[allow(unused_imports)] // for the docs
-use crate::ext::PeerIdentity;
 
 /// The authorization layer could not be built.
 #[derive(Debug, thiserror::Error)]
