@@ -9,6 +9,7 @@
 //! | module | role |
 //! | --- | --- |
 //! | [`cmd`] | the subcommands |
+//! | [`certs`] | a mesh root CA and SPIFFE leaf certificates (`meshctl certs`) |
 //! | [`client`] | the CLI's HTTP client of the REST API |
 //! | [`state`] | the snapshot the xDS server serves, and what xDS reports back |
 //! | [`store`] | SQLite persistence |
@@ -17,6 +18,7 @@
 //! | [`serve`] | `meshctl serve`: wires store, API and xDS together |
 
 pub mod api;
+pub mod certs;
 pub mod client;
 pub mod cmd;
 pub mod serve;

@@ -12,6 +12,9 @@
 //!   (`--server` / `MESH_CP_URL`, `--token` / `MESH_CP_TOKEN`, `-o json`).
 //! - `meshctl call URL`: sends traffic through the mesh client and reports
 //!   statuses, endpoints, retries and latency (`--json`).
+//! - `meshctl certs ca --out DIR`, `meshctl certs issue --service NAME --ca DIR
+//!   --out DIR`: a mesh root CA and SPIFFE leaf certificates for
+//!   `MESH_TLS_CERT`/`KEY`/`CA`.
 //!
 //! Exit codes: 0 success, 1 invalid input (a config with errors, a target that
 //! resolves to nothing), 2 usage or I/O errors.
@@ -53,6 +56,8 @@ enum Command {
     Deregister(cmd::register::DeregisterArgs),
     /// Send traffic to a service through the mesh client and report what happened.
     Call(cmd::call::Args),
+    /// Create a mesh root CA or issue a service's SPIFFE certificate.
+    Certs(cmd::certs::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +80,6 @@ fn main() -> ExitCode {
         Command::Register(args) => cmd::register::run(args),
         Command::Deregister(args) => cmd::register::deregister(args),
         Command::Call(args) => cmd::call::run(args),
+        Command::Certs(args) => cmd::certs::run(args),
     }
 }

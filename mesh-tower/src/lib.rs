@@ -67,6 +67,8 @@
 //!
 //! [`server::ServerLayer`] records server-side golden signals and extracts
 //! W3C trace context, with a seam for the mTLS and authorization layers.
+//! [`authz::AuthzLayer`] ([`Mesh::authz_layer`]) enforces the config's
+//! intentions in front of it, for axum/hyper and tonic servers.
 //! [`inherit`] carries the deadline of the call being served to the mesh
 //! calls its handler makes (gRPC's Context deadline propagation).
 //!
@@ -78,6 +80,7 @@
 //! disabled mode, putting the caller's identity in
 //! [`ext::PeerIdentity`].
 
+pub mod authz;
 pub mod balance;
 pub mod body;
 pub mod circuit;

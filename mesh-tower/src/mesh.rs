@@ -244,6 +244,14 @@ impl MeshBuilder {
         self
     }
 
+    /// Records golden signals and the authorization counters
+    /// ([`Mesh::authz_layer`]) on `meter` (overriding
+    /// [`metrics`](Self::metrics)).
+    pub fn meter(mut self, meter: &opentelemetry::metrics::Meter) -> Self {
+        self.metrics = Some(Metrics::new(meter));
+        self
+    }
+
     /// Serves Prometheus `GET /metrics` on `addr` (`MESH_METRICS_ADDR`):
     /// [`build`](Self::build) installs the [Prometheus
     /// pipeline](crate::metrics::prometheus) as the global meter provider
@@ -294,18 +302,13 @@ impl MeshBuilder {
                 let telemetry = serve_metrics(addr, self.local_service.as_deref())?;
                 let meter =
                     opentelemetry::metrics::MeterProvider::meter(&telemetry.provider, "mesh-tower");
-                if let Some(tls) = &tls {
-                    tls.register_metrics(&meter);
-                }
                 (Metrics::new(&meter), Some(telemetry))
             }
-            None => {
-                if let Some(tls) = &tls {
-                    tls.register_metrics(&opentelemetry::global::meter(crate::metrics::SCOPE));
-                }
-                (self.metrics.unwrap_or_else(Metrics::global), None)
-            }
+            None => (self.metrics.unwrap_or_else(Metrics::global), None),
         };
+        if let Some(tls) = &tls {
+            tls.register_metrics(metrics.meter());
+        }
         Ok(Mesh {
             inner: Arc::new(MeshInner {
                 resources: Arc::new(Resources {
@@ -411,6 +414,21 @@ impl Mesh {
     /// The instruments the mesh records into.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.resources.metrics
+    }
+
+    /// The authorization layer for this service's server: intentions of the
+    /// mesh's config (followed live), destination [`local_service`](Self::local_service),
+    /// counters on the mesh's meter (that of [`MeshBuilder::meter`] or
+    /// `MESH_METRICS_ADDR`; else the global provider's). See
+    /// [`crate::authz`].
+    pub fn authz_layer(&self) -> Result<crate::authz::AuthzLayer, crate::authz::AuthzError> {
+        let res = &self.inner.resources;
+        let service = res
+            .local_service
+            .as_deref()
+            .ok_or(crate::authz::AuthzError::NoLocalService)?;
+        let metrics = crate::authz::AuthzMetrics::new(res.metrics.meter());
+        crate::authz::AuthzLayer::watch(service, res.config.clone(), metrics)
     }
 
     /// This service's own name, if known (`MESH_SERVICE`).

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod call;
+pub mod certs;
 pub mod get;
 pub mod intention;
 pub mod register;

@@ -1,0 +1,111 @@
+//! The authorization counters, `mesh.authz.allowed` and `mesh.authz.denied`,
+//! and the per-caller label cache that keeps recording allocation-free.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use mesh_core::identity::SpiffeId;
+use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::{KeyValue, Value};
+
+use crate::metrics::{SCOPE, SERVICE, SOURCE};
+
+/// `mesh.authz.allowed`: requests the authorization layer let through.
+pub const ALLOWED: &str = "mesh.authz.allowed";
+/// `mesh.authz.denied`: requests the authorization layer refused.
+pub const DENIED: &str = "mesh.authz.denied";
+/// Attribute: the rule that decided (`app-ui -> news-service`,
+/// `prometheus -> * permission 0`, `prometheus -> * no permission`,
+/// `default`).
+pub const RULE: &str = "mesh.authz.rule";
+
+/// Distinct caller identities whose label values are cached; past that,
+/// values are built per request (correct, just not free).
+const SOURCE_CACHE_CAP: usize = 4096;
+
+/// The authorization instruments; clones share them.
+///
+/// Build them on the meter of the mesh's other instruments (the `mesh-tower`
+/// meter of the same provider) so one exposition shows both:
+/// [`crate::Mesh::authz_layer`] does.
+#[derive(Debug, Clone)]
+pub struct AuthzMetrics {
+    allowed: Counter<u64>,
+    denied: Counter<u64>,
+}
+
+impl AuthzMetrics {
+    /// Creates the counters on `meter`.
+    pub fn new(meter: &Meter) -> AuthzMetrics {
+        AuthzMetrics {
+            allowed: meter
+                .u64_counter(ALLOWED)
+                .with_unit("{request}")
+                .with_description("Requests allowed by intentions.")
+                .build(),
+            denied: meter
+                .u64_counter(DENIED)
+                .with_unit("{request}")
+                .with_description("Requests denied by intentions.")
+                .build(),
+        }
+    }
+
+    /// The counters on the global meter provider's `mesh-tower` meter (a
+    /// no-op unless a provider was installed first).
+    pub fn global() -> AuthzMetrics {
+        AuthzMetrics::new(&opentelemetry::global::meter(SCOPE))
+    }
+
+    /// Counts one decision.
+    pub(crate) fn record(&self, allowed: bool, service: &Value, source: Value, rule: Value) {
+        let attrs = [
+            KeyValue::new(SERVICE, service.clone()),
+            KeyValue::new(SOURCE, source),
+            KeyValue::new(RULE, rule),
+        ];
+        if allowed {
+            self.allowed.add(1, &attrs);
+        } else {
+            self.denied.add(1, &attrs);
+        }
+    }
+}
+
+/// Caller SPIFFE ID -> its label value. Reads take no lock (an `ArcSwap`
+/// load); a new caller copies the map once.
+#[derive(Debug)]
+pub(crate) struct SourceLabels {
+    map: ArcSwap<HashMap<SpiffeId, Value>>,
+    anonymous: Value,
+}
+
+impl SourceLabels {
+    pub(crate) fn new() -> SourceLabels {
+        SourceLabels {
+            map: ArcSwap::from_pointee(HashMap::new()),
+            anonymous: Value::from(""),
+        }
+    }
+
+    /// The label of `id`: its SPIFFE ID, or the empty string without one.
+    pub(crate) fn get(&self, id: Option<&SpiffeId>) -> Value {
+        let Some(id) = id else {
+            return self.anonymous.clone();
+        };
+        if let Some(v) = self.map.load().get(id) {
+            return v.clone();
+        }
+        let v = Value::from(Arc::<str>::from(id.as_str()));
+        self.map.rcu(|cur| {
+            if cur.len() >= SOURCE_CACHE_CAP || cur.contains_key(id) {
+                return Arc::clone(cur);
+            }
+            let mut next = HashMap::clone(cur);
+            next.insert(id.clone(), v.clone());
+            Arc::new(next)
+        });
+        v
+    }
+}
