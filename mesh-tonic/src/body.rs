@@ -1,4 +1,17 @@
-//! Request bodies made replayable for retries.
+//! Request bodies made replayable for retries, and the response body that
+//! reports how a call ended.
+//!
+//! # Responses
+//!
+//! [`ResponseBody`] wraps the upstream's body. When the response's status
+//! comes in its trailers (after messages), it completes the attempt's
+//! [`LateOutcome`] with the trailers' `grpc-status` (so outlier detection
+//! counts server-failure codes sent after messages), fails it if the body
+//! breaks, or cancels it (no observation) if the caller drops the body
+//! before its end; and it records the call's duration (gRFC A66) with the
+//! final status.
+//!
+//! # Requests
 //!
 //! tonic encodes a request as a stream of frames whose size it cannot tell
 //! in advance, and mesh-tower's retry layer only replays bodies it can
@@ -12,14 +25,21 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use mesh_tower::balance::LateOutcome;
 use mesh_tower::body::MeshBody;
+use mesh_tower::error::ErrorKind;
 use pin_project_lite::pin_project;
 use tonic::Status;
 use tonic::body::Body;
+
+use crate::metrics::MethodMetrics;
 
 enum Peek {
     /// The body ended: everything is in the buffer.
@@ -101,6 +121,113 @@ impl http_body::Body for Prefixed {
     fn size_hint(&self) -> SizeHint {
         // Unknown: a streamed body is sent once.
         SizeHint::default()
+    }
+}
+
+pin_project! {
+    /// The body of a [`MeshChannel`](crate::MeshChannel) response: the
+    /// upstream's frames as they come, reporting the call's end (see the
+    /// [module docs](self)).
+    pub struct ResponseBody {
+        #[pin]
+        inner: Incoming,
+        end: Option<End>,
+    }
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, end: Option<End>) -> Self {
+        Self { inner, end }
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("pending_end", &self.end.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(end) = this.end.take() {
+            match &frame {
+                Some(Ok(f)) => match f.trailers_ref() {
+                    Some(trailers) => end.finish(Some(crate::channel::grpc_status(trailers))),
+                    // A data frame: not the end yet.
+                    None => *this.end = Some(end),
+                },
+                Some(Err(err)) => end.fail(err),
+                None => end.finish(None),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is left to report when a response body ends: the attempt's late
+/// outcome and the call's metrics. Dropped unreported (the caller dropped
+/// the body early), the attempt is cancelled and the call is CANCELLED.
+pub(crate) struct End {
+    pub(crate) late: Option<LateOutcome>,
+    pub(crate) call: Option<(Arc<MethodMetrics>, Instant)>,
+}
+
+impl End {
+    /// The trailers came with `code` (`None`: no status in them; or no
+    /// trailers at all).
+    fn finish(mut self, code: Option<Option<u32>>) {
+        let code = code.flatten();
+        if let Some(late) = self.late.take() {
+            late.complete(code);
+        }
+        if let Some((method, start)) = self.call.take() {
+            // A gRPC response must end with a status: none is UNKNOWN.
+            method.record_call(start, code.unwrap_or(2));
+        }
+    }
+
+    fn fail(mut self, err: &hyper::Error) {
+        if let Some(late) = self.late.take() {
+            late.fail(err);
+        }
+        if let Some((method, start)) = self.call.take() {
+            // The stream broke before its status.
+            let code = match mesh_tower::error::kind(err) {
+                ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
+                ErrorKind::Reset | ErrorKind::ConnectFailure => tonic::Code::Unavailable,
+                _ => tonic::Code::Unknown,
+            };
+            method.record_call(start, code as u32);
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        if let Some(late) = self.late.take() {
+            late.cancel();
+        }
+        if let Some((method, start)) = self.call.take() {
+            method.record_call(start, 1);
+        }
     }
 }
 
