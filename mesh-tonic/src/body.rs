@@ -55,7 +55,9 @@ pub(crate) async fn replayable(mut body: Body, limit: usize) -> Result<MeshBody,
     if body.is_end_stream() {
         return Ok(MeshBody::empty());
     }
-    let mut data = BytesMut::new();
+    // A unary body is usually one frame: kept as is (no copy); a second
+    // frame starts a buffer.
+    let mut data = Collected::default();
     let mut held: VecDeque<Frame<Bytes>> = VecDeque::new();
     let peek = poll_fn(|cx| {
         loop {
@@ -63,7 +65,7 @@ pub(crate) async fn replayable(mut body: Body, limit: usize) -> Result<MeshBody,
                 Poll::Ready(None) => return Poll::Ready(Ok(Peek::Done)),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(bytes) => {
-                        data.extend_from_slice(&bytes);
+                        data.push(bytes);
                         if data.len() > limit {
                             return Poll::Ready(Ok(Peek::Stream));
                         }
@@ -79,13 +81,57 @@ pub(crate) async fn replayable(mut body: Body, limit: usize) -> Result<MeshBody,
         }
     })
     .await?;
+    let data = data.into_bytes();
     match peek {
-        Peek::Done if held.is_empty() => Ok(MeshBody::full(data.freeze())),
+        Peek::Done if held.is_empty() => Ok(MeshBody::full(data)),
         _ => {
             if !data.is_empty() {
-                held.push_front(Frame::data(data.freeze()));
+                held.push_front(Frame::data(data));
             }
             Ok(MeshBody::streaming(Prefixed { held, rest: body }))
+        }
+    }
+}
+
+/// Data frames read so far: the first one as is, more in one buffer.
+#[derive(Default)]
+enum Collected {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Collected {
+    fn push(&mut self, bytes: Bytes) {
+        *self = match std::mem::take(self) {
+            Collected::Empty => Collected::One(bytes),
+            Collected::One(first) => {
+                let mut buf = BytesMut::with_capacity(first.len() + bytes.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&bytes);
+                Collected::Many(buf)
+            }
+            Collected::Many(mut buf) => {
+                buf.extend_from_slice(&bytes);
+                Collected::Many(buf)
+            }
+        };
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Collected::Empty => 0,
+            Collected::One(b) => b.len(),
+            Collected::Many(b) => b.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Collected::Empty => Bytes::new(),
+            Collected::One(b) => b,
+            Collected::Many(b) => b.freeze(),
         }
     }
 }
@@ -243,6 +289,30 @@ mod tests {
         let mesh = replayable(body, 64).await.unwrap();
         assert!(mesh.is_buffered());
         assert_eq!(mesh.collect().await.unwrap().to_bytes(), "hello");
+    }
+
+    #[tokio::test]
+    async fn frames_are_joined_and_a_single_frame_is_not_copied() {
+        let frame = Bytes::from_static(b"one frame");
+        let body = Body::new(http_body_util::Full::new(frame.clone()));
+        let mesh = replayable(body, 64).await.unwrap();
+        let out = mesh.collect().await.unwrap().to_bytes();
+        assert_eq!(out, frame);
+        // Same memory: the static slice was passed along, not copied.
+        assert_eq!(out.as_ptr(), frame.as_ptr());
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
+        for part in [&b"ab"[..], b"cd", b"e"] {
+            tx.send(Ok(Frame::data(Bytes::from_static(part))))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        let stream =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mesh = replayable(Body::new(stream), 64).await.unwrap();
+        assert!(mesh.is_buffered());
+        assert_eq!(mesh.collect().await.unwrap().to_bytes(), "abcde");
     }
 
     #[tokio::test]
