@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::{HeaderMap, Request, Response};
+use mesh_tower::balance::{LateOutcome, OnAttemptEnd};
 use mesh_tower::ext::Deadline;
 use mesh_tower::inherit;
 use mesh_tower::retry::DEFAULT_MAX_BUFFER;
@@ -16,7 +16,8 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
-use crate::body::replayable;
+use crate::body::{End, ResponseBody, replayable};
+use crate::metrics::{ChannelMetrics, code_of_http};
 use crate::status::from_error;
 
 /// A tonic channel to one upstream service through the mesh: a cloneable
@@ -29,11 +30,13 @@ use crate::status::from_error;
 /// [`status`](crate::status)); responses carry mesh-tower's
 /// [`ServedBy`](mesh_tower::ext::ServedBy) and
 /// [`Attempts`](mesh_tower::ext::Attempts), which tonic keeps in its
-/// `Response::extensions()`.
+/// `Response::extensions()`. Calls and attempts are measured per gRFC A66
+/// ([`metrics`](crate::metrics)).
 #[derive(Debug, Clone)]
 pub struct MeshChannel {
     client: MeshClient,
     service: Arc<str>,
+    metrics: Arc<ChannelMetrics>,
 }
 
 impl MeshChannel {
@@ -41,13 +44,26 @@ impl MeshChannel {
     /// [`Mesh::client`]). Declare the service with `protocol: grpc` so it
     /// is reached over HTTP/2.
     pub fn new(mesh: &Mesh, service: &str) -> Self {
-        Self::from_client(mesh.client(service))
+        Self::with_meter(mesh.client(service), mesh.metrics().meter())
     }
 
-    /// A channel over an existing mesh client.
+    /// A channel over an existing mesh client; its gRPC metrics go to the
+    /// global meter provider (see [`Metrics::global`]).
+    ///
+    /// [`Metrics::global`]: mesh_tower::metrics::Metrics::global
     pub fn from_client(client: MeshClient) -> Self {
-        let service = Arc::from(client.service());
-        Self { client, service }
+        let meter = opentelemetry::global::meter(mesh_tower::metrics::SCOPE);
+        Self::with_meter(client, &meter)
+    }
+
+    fn with_meter(client: MeshClient, meter: &opentelemetry::metrics::Meter) -> Self {
+        let service: Arc<str> = Arc::from(client.service());
+        let metrics = Arc::new(ChannelMetrics::new(meter, &service));
+        Self {
+            client,
+            service,
+            metrics,
+        }
     }
 
     /// The upstream service.
@@ -69,7 +85,7 @@ impl MeshGrpcExt for Mesh {
 }
 
 impl Service<Request<Body>> for MeshChannel {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = Status;
     type Future = ResponseFuture;
 
@@ -84,7 +100,12 @@ impl Service<Request<Body>> for MeshChannel {
         let clone = self.client.clone();
         let mut client = std::mem::replace(&mut self.client, clone);
         let service = self.service.clone();
+        let start = std::time::Instant::now();
         let (mut parts, body) = req.into_parts();
+        let method = self.metrics.method(parts.uri.path());
+        parts
+            .extensions
+            .insert(OnAttemptEnd(method.clone() as Arc<_>));
         let now = tokio::time::Instant::now();
         let requested = (parts.headers.get(GRPC_TIMEOUT))
             .and_then(parse)
@@ -103,20 +124,49 @@ impl Service<Request<Body>> for MeshChannel {
             at
         });
         let call = async move {
-            let body = replayable(body, DEFAULT_MAX_BUFFER).await?;
-            let response = client.call(Request::from_parts(parts, body));
-            let result = match deadline {
-                Some(at) => match tokio::time::timeout_at(at, response).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        return Err(Status::deadline_exceeded(format!(
-                            "service `{service}`: deadline exceeded"
-                        )));
-                    }
-                },
-                None => response.await,
-            };
-            result.map_err(|err| from_error(&service, err))
+            let result = async {
+                let body = replayable(body, DEFAULT_MAX_BUFFER).await?;
+                let response = client.call(Request::from_parts(parts, body));
+                let result = match deadline {
+                    Some(at) => match tokio::time::timeout_at(at, response).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            return Err(Status::deadline_exceeded(format!(
+                                "service `{service}`: deadline exceeded"
+                            )));
+                        }
+                    },
+                    None => response.await,
+                };
+                result.map_err(|err| from_error(&service, err))
+            }
+            .await;
+            match result {
+                Ok(response) => {
+                    let (mut head, body) = response.into_parts();
+                    let late = head.extensions.remove::<LateOutcome>();
+                    let end = match (late, grpc_status(&head.headers)) {
+                        // Trailers-only (or a non-gRPC answer): the call's
+                        // status is known now.
+                        (None, code) => {
+                            method.record_call(
+                                start,
+                                code.unwrap_or_else(|| code_of_http(head.status.as_u16())),
+                            );
+                            None
+                        }
+                        (late, _) => Some(End {
+                            late,
+                            call: Some((method, start)),
+                        }),
+                    };
+                    Ok(Response::from_parts(head, ResponseBody::new(body, end)))
+                }
+                Err(status) => {
+                    method.record_call(start, status.code() as u32);
+                    Err(status)
+                }
+            }
         };
         ResponseFuture {
             inner: Box::pin(call),
@@ -126,7 +176,7 @@ impl Service<Request<Body>> for MeshChannel {
 
 /// The response future of [`MeshChannel`].
 pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Incoming>, Status>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send>>,
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -136,9 +186,20 @@ impl std::fmt::Debug for ResponseFuture {
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<Incoming>, Status>;
+    type Output = Result<Response<ResponseBody>, Status>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx)
     }
+}
+
+/// The `grpc-status` in `headers` (head or trailers), if any; a value that
+/// is not a number is UNKNOWN.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers.get("grpc-status").map(|v| {
+        std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(2)
+    })
 }

@@ -28,9 +28,19 @@
 //! the endpoint in outlier detection. Every gRPC call is an HTTP POST; as in
 //! gRPC's own retry policy (gRFC A6), an answer carrying a gRPC status is
 //! retried by its code whatever the method (`non_idempotent` is not needed).
-//! A status that only comes in the
-//! trailers (after messages were sent) reaches the caller but is not yet
-//! fed back to retries, outlier detection or metrics.
+//! A status that only comes in the trailers, after messages (a streaming
+//! call, or a server that sends its reply and then fails the call), is
+//! judged when the trailers arrive: the response's [`ResponseBody`]
+//! completes the attempt's
+//! [`LateOutcome`](mesh_tower::balance::LateOutcome), so outlier detection
+//! and the A66 metrics count it; it can no longer be retried (messages were
+//! delivered). A caller dropping the body before its end records nothing
+//! against the endpoint.
+//!
+//! ## Metrics
+//!
+//! gRFC A66's `grpc.client.attempt.duration` and
+//! `grpc.client.call.duration`, on the mesh's meter: see [`metrics`].
 //!
 //! ## Deadlines
 //!
@@ -61,7 +71,9 @@
 mod body;
 mod channel;
 pub mod health;
+pub mod metrics;
 pub mod server;
 pub mod status;
 
+pub use body::ResponseBody;
 pub use channel::{MeshChannel, MeshGrpcExt, ResponseFuture};

@@ -9,9 +9,24 @@ generated code needed.
   greeter_server.py --name a --port P --xds      xDS-enabled server
       (GRPC_XDS_BOOTSTRAP must be set; it serves once the control plane
        sends its Listener; prints "PORT P" once started)
+
+Failure injection and observation (plain servers):
+  --fail-rate F        fail this fraction of calls with UNAVAILABLE (a seeded
+                       random stream, --seed, so runs repeat)
+  --fail-mode M        trailers-only (default): abort before any message, the
+                       status alone in a trailers-only response;
+                       after-message: send the reply, then UNAVAILABLE in the
+                       trailers
+  --delay MS           sleep this long before answering
+  --report-deadline    reply "NAME remaining=<ms>": the time left until the
+                       call's deadline as the server sees it (from the
+                       grpc-timeout it received), or "remaining=none"
 """
 import argparse
+import random
 import sys
+import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -37,18 +52,43 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--xds", action="store_true")
+    ap.add_argument("--fail-rate", type=float, default=0.0)
+    ap.add_argument(
+        "--fail-mode", choices=["trailers-only", "after-message"], default="trailers-only"
+    )
+    ap.add_argument("--delay", type=float, default=0.0, help="milliseconds")
+    ap.add_argument("--report-deadline", action="store_true")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
     reply = encode_string_field(args.name)
+    rng = random.Random(args.seed)
+    lock = threading.Lock()
 
     def say_hello(request: bytes, context) -> bytes:
-        return reply
+        if args.delay > 0:
+            time.sleep(args.delay / 1000.0)
+        with lock:
+            fail = rng.random() < args.fail_rate
+        if args.report_deadline:
+            remaining = context.time_remaining()
+            left = "none" if remaining is None else str(int(remaining * 1000))
+            out = encode_string_field(f"{args.name} remaining={left}")
+        else:
+            out = reply
+        if fail:
+            if args.fail_mode == "trailers-only":
+                context.abort(grpc.StatusCode.UNAVAILABLE, "injected")
+            # The reply goes out, then the status in the trailers.
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            context.set_details("injected after message")
+        return out
 
     handler = grpc.method_handlers_generic_handler(
         "helloworld.Greeter",
         {"SayHello": grpc.unary_unary_rpc_method_handler(say_hello)},
     )
-    pool = futures.ThreadPoolExecutor(max_workers=4)
+    pool = futures.ThreadPoolExecutor(max_workers=16)
     if args.xds:
         server = grpc.server(pool, xds=True)
         creds = grpc.xds_server_credentials(grpc.insecure_server_credentials())

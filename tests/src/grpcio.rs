@@ -73,6 +73,26 @@ impl GreeterServer {
         Self::spawn(&["--name", name], None)
     }
 
+    /// A plain greeter answering `name`, with `flags` of
+    /// `greeter_server.py` (`--fail-rate 0.3`, `--fail-mode after-message`,
+    /// `--delay 200`, `--report-deadline`, `--seed 7`), on a free port.
+    pub fn start_with(name: &str, flags: &[&str]) -> GreeterServer {
+        let mut args = vec!["--name", name];
+        args.extend_from_slice(flags);
+        Self::spawn(&args, None)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Kills the server now (SIGKILL: connections drop mid-call).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// An xDS-enabled greeter on `port`, using `bootstrap`. It serves once
     /// the control plane sends its Listener.
     pub fn start_xds(name: &str, port: u16, bootstrap: &Path) -> GreeterServer {

@@ -15,6 +15,8 @@
 
 #[path = "../bench/envoy.rs"]
 mod envoy;
+#[path = "../bench/grpc.rs"]
+mod grpc;
 #[path = "../bench/load.rs"]
 mod load;
 #[path = "../bench/memory.rs"]
@@ -76,7 +78,8 @@ struct Args {
     /// src/bench/stack.rs).
     #[arg(long, default_value_t = 5)]
     layers: u8,
-    /// Only this protocol: `http1` or `http2`.
+    /// Only this protocol: `http1`, `http2` or `grpc` (unary gRPC: plain
+    /// tonic `Channel`, `Channel::balance_list`, `MeshChannel`).
     #[arg(long)]
     protocol: Option<String>,
     /// Measure the memory of this many endpoints configured instead (N/10
@@ -211,8 +214,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
         .metrics(Metrics::new(&provider.meter(mesh_tower::metrics::SCOPE)))
         .local_service("mesh-bench")
         .build()?;
-    let no_envoy =
-        args.no_envoy || !(args.only.is_empty() || args.only.iter().any(|o| o == "envoy"));
+    let no_envoy = args.no_envoy
+        || args.protocol.as_deref() == Some("grpc")
+        || !(args.only.is_empty() || args.only.iter().any(|o| o == "envoy"));
     let envoys = match (no_envoy, envoy::envoy_path()) {
         (false, Some(path)) => Some(Envoys {
             pair: envoy::start(&path, addrs, args.workers.max(1))?,
@@ -309,6 +313,23 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             }
         }
     }
+    let grpc = match args.protocol.as_deref() {
+        None | Some("grpc") if args.only.is_empty() => Some(
+            grpc::run(
+                &grpc::Options {
+                    concurrency: args.concurrency,
+                    duration: args.duration,
+                    warmup: args.warmup,
+                    rounds: args.rounds,
+                    server_workers: args.server_workers,
+                    print: !args.json,
+                },
+                mesh.metrics().clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let load_after = loadavg();
     let mut out = serde_json::Map::new();
     for (proto, per_mode) in &mut targets {
@@ -337,6 +358,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             print_table(proto, per_mode, &ratios, args);
         }
         out.insert((*proto).to_string(), obj);
+    }
+    if let Some(grpc) = grpc {
+        out.insert("grpc".into(), grpc);
     }
     if args.json {
         println!("{}", Value::Object(out));

@@ -59,7 +59,10 @@
 //! peak EWMA). An attempt dropped by a timeout above (its per-try timeout
 //! from [`RouteInfo`], or the call's
 //! [`Deadline`]) counts as a failure of the endpoint;
-//! one dropped earlier by the caller is not recorded.
+//! one dropped earlier by the caller is not recorded. A gRPC response
+//! whose status comes in its trailers is judged when they arrive
+//! ([`LateOutcome`]); a request may observe each of its attempts
+//! ([`OnAttemptEnd`]).
 //!
 //! ```
 //! use mesh_core::config::ServiceConfig;
@@ -96,6 +99,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
+pub use attempt::{AttemptObserver, AttemptReport, LateOutcome, OnAttemptEnd};
 pub use future::ResponseFuture;
 pub(crate) use pool::PoolShared;
 pub use pool::{
@@ -207,6 +211,7 @@ where
             Ok(Some(mut attempt)) => {
                 drop(snap);
                 attempt.set_timeout_at(timeout_at);
+                attempt.observe(req.extensions());
                 note_endpoint(&req, &attempt);
                 crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
                 ResponseFuture::attempt(self.inner.call(req), attempt, permit)
@@ -221,6 +226,7 @@ where
                     let _permit = permit;
                     let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
                     attempt.set_timeout_at(timeout_at);
+                    attempt.observe(req.extensions());
                     note_endpoint(&req, &attempt);
                     crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
                     let mut inner = inner;
