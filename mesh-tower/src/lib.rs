@@ -86,6 +86,7 @@ mod client;
 pub mod connect;
 pub mod error;
 pub mod ext;
+pub mod health;
 pub mod inherit;
 mod mesh;
 pub mod metrics;
