@@ -35,7 +35,7 @@
 //! endpoint ejected by outlier detection, but independently: it takes
 //! traffic only when neither says no. Transitions are logged (`warn` when an
 //! endpoint turns unhealthy, with the last probe's error; `info` when it
-//! turns healthy) and counted in the `mesh.client.endpoints` gauge under
+//! turns healthy) and counted in the `mesh.endpoints` gauge under
 //! `state="unhealthy"`.
 //!
 //! # When every endpoint fails
