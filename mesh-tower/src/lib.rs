@@ -89,6 +89,7 @@ mod client;
 pub mod connect;
 pub mod error;
 pub mod ext;
+pub mod health;
 pub mod inherit;
 mod mesh;
 pub mod metrics;

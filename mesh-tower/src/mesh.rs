@@ -17,7 +17,7 @@ use crate::client::MeshClient;
 use crate::connect::{ConnectConfig, Connector};
 use crate::metrics::Metrics;
 use crate::metrics::prometheus::{self, MetricsError, Telemetry};
-use crate::service::{ServiceError, ServiceState};
+use crate::service::{ServiceError, ServiceState, service_config};
 use crate::tls::{MeshAcceptor, Tls, TlsConfig, TlsError};
 use mesh_core::config::Protocol;
 use mesh_core::identity::SpiffeId;
@@ -466,12 +466,17 @@ impl Mesh {
                 Some(state) => state.clone(),
                 None => {
                     let res = &self.inner.resources;
+                    // The client stack's connector (mTLS included): health
+                    // probes go through it too.
+                    let protocol = service_config(&res.config.borrow(), service).protocol;
+                    let health_connector = res.connector(service, protocol)?;
                     let state = ServiceState::new(
                         service,
                         res.config.clone(),
                         res.discover.clone(),
                         res.wait,
                         res.metrics.clone(),
+                        health_connector,
                     )
                     .map_err(|source| MeshError::Service {
                         service: service.to_string(),

@@ -21,8 +21,15 @@ Failure injection and observation (plain servers):
   --report-deadline    reply "NAME remaining=<ms>": the time left until the
                        call's deadline as the server sees it (from the
                        grpc-timeout it received), or "remaining=none"
+
+Health:
+  greeter_server.py --name a --health-file F
+      also serves grpc.health.v1.Health (grpcio-health-checking): the server
+      ("") and helloworld.Greeter are NOT_SERVING while file F exists,
+      SERVING otherwise (checked every 20ms)
 """
 import argparse
+import os
 import random
 import sys
 import threading
@@ -47,6 +54,31 @@ def encode_string_field(value: str) -> bytes:
     return bytes(out) + data
 
 
+def serve_health(server, flag_file: str) -> None:
+    """Adds the standard health service, NOT_SERVING while flag_file exists."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+
+    def follow() -> None:
+        last = None
+        while True:
+            serving = not os.path.exists(flag_file)
+            if serving != last:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if serving
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in ("", "helloworld.Greeter"):
+                    servicer.set(name, status)
+                last = serving
+            time.sleep(0.02)
+
+    threading.Thread(target=follow, daemon=True).start()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", required=True)
@@ -59,6 +91,7 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0, help="milliseconds")
     ap.add_argument("--report-deadline", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--health-file")
     args = ap.parse_args()
 
     reply = encode_string_field(args.name)
@@ -99,6 +132,8 @@ def main() -> None:
         server = grpc.server(pool)
         port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.add_generic_rpc_handlers((handler,))
+    if args.health_file:
+        serve_health(server, args.health_file)
     server.start()
     print(f"PORT {port}", flush=True)
     try:

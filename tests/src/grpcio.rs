@@ -65,6 +65,8 @@ pub struct GreeterServer {
     child: Child,
     /// Where it listens.
     pub port: u16,
+    /// The flag file of [`start_with_health`](Self::start_with_health).
+    health_file: Option<PathBuf>,
 }
 
 impl GreeterServer {
@@ -91,6 +93,31 @@ impl GreeterServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// A plain greeter that also serves `grpc.health.v1.Health`
+    /// (grpcio-health-checking); `health_file` must not exist yet. The
+    /// server and `helloworld.Greeter` report SERVING until
+    /// [`set_serving`](Self::set_serving)`(false)`.
+    pub fn start_with_health(name: &str, health_file: &Path) -> GreeterServer {
+        let file = health_file.to_str().expect("a UTF-8 path");
+        let mut server = Self::spawn(&["--name", name, "--health-file", file], None);
+        server.health_file = Some(health_file.to_path_buf());
+        server
+    }
+
+    /// Switches the reported health (the server polls its flag file every
+    /// 20ms). Only for servers started with health.
+    pub fn set_serving(&self, serving: bool) {
+        let file = self
+            .health_file
+            .as_ref()
+            .expect("started with start_with_health");
+        if serving {
+            std::fs::remove_file(file).unwrap();
+        } else {
+            std::fs::write(file, b"NOT_SERVING").unwrap();
+        }
     }
 
     /// An xDS-enabled greeter on `port`, using `bootstrap`. It serves once
@@ -124,7 +151,11 @@ impl GreeterServer {
                 let _ = child.kill();
                 panic!("greeter_server.py did not print its port: {line:?}")
             });
-        GreeterServer { child, port }
+        GreeterServer {
+            child,
+            port,
+            health_file: None,
+        }
     }
 }
 

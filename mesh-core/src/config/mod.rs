@@ -48,6 +48,7 @@ mod decode;
 mod duration;
 mod env;
 mod error;
+mod health;
 mod json;
 pub mod model;
 mod render;
@@ -66,6 +67,7 @@ pub use addr::{EndpointListError, is_service_name, parse_endpoint_list};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{MeshEnv, TlsMode, TlsModeError};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
+pub use health::{DEFAULT_HEALTH_PATH, HealthCheckConfig};
 pub use model::*;
 pub use render::ConfigSummary;
 

@@ -89,6 +89,8 @@ pub struct ServiceConfig {
     pub circuit_breaker: CircuitBreakerConfig,
     /// Outlier detection. `None`: endpoints are never ejected.
     pub outlier_detection: Option<OutlierConfig>,
+    /// Active health checking. `None`: endpoints are never probed.
+    pub health_check: Option<crate::config::HealthCheckConfig>,
     /// Routes, first match wins. Empty: all traffic to all endpoints.
     pub routes: Vec<RouteConfig>,
     /// The SPIFFE ID the service's servers must present under mTLS.

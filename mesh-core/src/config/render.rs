@@ -214,6 +214,19 @@ fn service(s: &ServiceConfig) -> Value {
     if let Some(o) = &s.outlier_detection {
         m.insert("outlier_detection".into(), outlier(o));
     }
+    if let Some(h) = &s.health_check {
+        m.insert(
+            "health_check".into(),
+            json!({
+                "interval": dur(h.interval),
+                "timeout": dur(h.timeout),
+                "healthy_threshold": h.healthy_threshold,
+                "unhealthy_threshold": h.unhealthy_threshold,
+                "path": h.path,
+                "grpc_service": h.grpc_service,
+            }),
+        );
+    }
     let routes: Vec<Value> = s
         .routes
         .iter()

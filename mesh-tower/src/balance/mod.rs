@@ -91,6 +91,8 @@ mod state;
 mod worker;
 
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

@@ -22,6 +22,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::attempt::Attempt;
 use super::worker::{self, ConfigFollow};
+use crate::connect::Connector;
+use crate::health::{HealthChecker, ProbeFn, ProbeSource};
 use crate::service::rng::with_rng;
 
 /// Receives what the pool sees, for metrics (every method defaults to doing
@@ -34,6 +36,13 @@ pub trait PoolObserver: Send + Sync {
     fn outlier_event(&self, _event: &OutlierEvent) {}
     /// The endpoint set or its health changed: so many ready and ejected.
     fn endpoints(&self, _ready: u64, _ejected: u64) {}
+    /// The endpoint set or its health changed: so many ready (neither
+    /// ejected nor unhealthy), ejected by outlier detection, and failing
+    /// active health checks (but not ejected). Defaults to
+    /// [`endpoints`](Self::endpoints)`(ready, ejected)`.
+    fn endpoint_states(&self, ready: u64, ejected: u64, _unhealthy: u64) {
+        self.endpoints(ready, ejected);
+    }
 }
 
 #[derive(Debug)]
@@ -87,6 +96,8 @@ pub struct PoolBuilder {
     wait: Duration,
     source: Option<Source>,
     follow: Option<ConfigFollow>,
+    health_connector: Option<Connector>,
+    probe: Option<ProbeFn>,
 }
 
 type Source = Box<dyn FnOnce() -> Result<UpdateStream, DiscoveryError> + Send>;
@@ -104,6 +115,8 @@ pub(crate) struct PoolShared {
     /// Why discovery could not watch the service, if it could not.
     pub(crate) failure: Mutex<Option<Arc<str>>>,
     pub(super) inner: Mutex<Inner>,
+    /// This pool, for the health-check tasks it starts.
+    pub(super) me: Weak<PoolShared>,
     started: AtomicBool,
     start: Mutex<Option<Start>>,
     /// Dropped with the pool: ends the background task.
@@ -145,6 +158,7 @@ pub(super) struct Inner {
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     pub(super) outlier: Option<OutlierConfig>,
     pub(super) detector: Option<OutlierDetector>,
+    pub(super) health: HealthChecker,
 }
 
 pub(crate) fn now() -> Instant {
@@ -190,6 +204,23 @@ impl PoolBuilder {
         self
     }
 
+    /// Sends active health checks (the service's `health_check` block)
+    /// through `connector`: the one the client stack uses, so connection
+    /// settings and transport security are the same. Without it, the pool
+    /// builds a plain connector for the service's protocol when it first
+    /// needs one.
+    pub fn health_connector(mut self, connector: Connector) -> Self {
+        self.health_connector = Some(connector);
+        self
+    }
+
+    /// Probes endpoints with `probe` instead of the real check (tests).
+    #[cfg(test)]
+    pub(crate) fn health_probe(mut self, probe: ProbeFn) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
     /// Builds the pool. Without [`discover`](Self::discover) or
     /// [`updates`](Self::updates), it is driven by [`EndpointPool::apply`].
     pub fn build(self) -> Result<EndpointPool, PoolError> {
@@ -205,7 +236,16 @@ impl PoolBuilder {
             .transpose()?;
         let (state, _) = watch::channel(DiscoveryState::Waiting);
         let (tx, rx) = oneshot::channel();
-        let shared = PoolShared {
+        let source = match self.probe {
+            Some(probe) => ProbeSource::Custom(probe),
+            None => ProbeSource::Real {
+                connector: self.health_connector,
+                protocol: c.protocol,
+                host: self.service.clone(),
+            },
+        };
+        let health = HealthChecker::new(c.health_check.clone(), source);
+        let shared = Arc::new_cyclic(|me| PoolShared {
             service: self.service,
             snapshot: ArcSwap::from_pointee(Snapshot {
                 all,
@@ -228,7 +268,9 @@ impl PoolBuilder {
                 selectors: c.subsets.clone(),
                 outlier: c.outlier_detection.clone(),
                 detector,
+                health,
             }),
+            me: me.clone(),
             started: AtomicBool::new(self.source.is_none()),
             start: Mutex::new(Some(Start {
                 source: self.source,
@@ -236,10 +278,8 @@ impl PoolBuilder {
                 shutdown: rx,
             })),
             _shutdown: tx,
-        };
-        Ok(EndpointPool {
-            shared: Arc::new(shared),
-        })
+        });
+        Ok(EndpointPool { shared })
     }
 }
 
@@ -277,7 +317,8 @@ pub(super) fn hash_header(hash_on: Option<&HashOn>) -> Option<http::HeaderName> 
 
 impl EndpointPool {
     /// A builder for service `service` with `config`'s load balancer,
-    /// subsets, `hash_on`, circuit breaker and outlier detection.
+    /// subsets, `hash_on`, circuit breaker, outlier detection and active
+    /// health checks.
     pub fn builder(service: impl Into<Arc<str>>, config: &ServiceConfig) -> PoolBuilder {
         PoolBuilder {
             service: service.into(),
@@ -286,6 +327,8 @@ impl EndpointPool {
             wait: DEFAULT_WAIT_FOR_ENDPOINTS,
             source: None,
             follow: None,
+            health_connector: None,
+            probe: None,
         }
     }
 
@@ -332,6 +375,18 @@ impl EndpointPool {
                 .collect(),
             None => Vec::new(),
         }
+    }
+
+    /// The addresses failing active health checks now (including endpoints
+    /// not yet checked), sorted. Empty without a `health_check` block.
+    pub fn unhealthy(&self) -> Vec<SocketAddr> {
+        let inner = self.shared.inner.lock();
+        inner
+            .set
+            .addresses()
+            .into_iter()
+            .filter(|a| inner.health.is_unhealthy(*a))
+            .collect()
     }
 
     /// What discovery has said so far.

@@ -1,6 +1,11 @@
 //! How the pool changes: discovery updates, config changes, outlier
-//! detection's reports and periodic evaluation (off the request path; the
-//! worker and the rare report path, under the pool's inner lock).
+//! detection's reports and periodic evaluation, health-check results (off
+//! the request path; the worker, the rare report path and the health-check
+//! tasks, under the pool's inner lock).
+//!
+//! An endpoint is excluded from the balancers (`set_ejected`) while outlier
+//! detection ejects it *or* active health checks find it unhealthy; each
+//! source lifts only its own reason.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +19,8 @@ use mesh_core::outlier::{EndpointStats, Observation, OutlierDetector, OutlierEve
 use mesh_core::route::Subsets;
 use mesh_discovery::{DiscoveryError, Update};
 use parking_lot::Mutex;
+
+use crate::health::{HealthChecker, ProbeError, Transition};
 
 use super::pool::{
     DiscoveryState, EndpointEntry, Inner, PoolObserver, PoolShared, Snapshot, build_subsets,
@@ -35,24 +42,25 @@ impl PoolShared {
             return;
         };
         let snap = self.snapshot.load();
-        apply_event(&snap, &event, now, &*self.observer);
+        apply_event(&snap, &event, now, &*self.observer, &inner.health);
         self.publish_counts(&inner);
     }
 
     /// The periodic outlier pass.
     pub(crate) fn evaluate(&self) {
         let now = now();
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let snap = self.snapshot.load();
         let Some(detector) = inner.detector.as_mut() else {
             return;
         };
         let events = detector.evaluate(snap.endpoints.iter().map(|(a, e)| (*a, &e.stats)), now);
         for event in &events {
-            apply_event(&snap, event, now, &*self.observer);
+            apply_event(&snap, event, now, &*self.observer, &inner.health);
         }
         if !events.is_empty() {
-            self.publish_counts(&inner);
+            self.publish_counts(inner);
         }
     }
 
@@ -68,6 +76,8 @@ impl PoolShared {
         let exists = inner.set.exists();
         inner.endpoints = inner.set.endpoints();
         let addrs = inner.set.addresses();
+        let me = self.me.clone();
+        inner.health.sync(&addrs, &me);
         let events = match inner.detector.as_mut() {
             Some(d) => d.set_endpoints(&addrs, now),
             None => Vec::new(),
@@ -82,7 +92,15 @@ impl PoolShared {
             outlier: old.outlier,
         };
         for event in &events {
-            apply_event(&snap, event, now, &*self.observer);
+            apply_event(&snap, event, now, &*self.observer, &inner.health);
+        }
+        // New endpoints join the balancers usable; unchecked ones are not.
+        for addr in &addrs {
+            if inner.health.is_unhealthy(*addr) {
+                for lb in balancers(&snap) {
+                    lb.lock().set_ejected(*addr, true, now);
+                }
+            }
         }
         self.snapshot.store(Arc::new(snap));
         self.publish_counts(&inner);
@@ -155,6 +173,12 @@ impl PoolShared {
                     .set_config(inner.outlier.as_ref().unwrap_or(&default));
             }
         }
+        let health_changed = inner.health.config() != c.health_check.as_ref();
+        if health_changed {
+            let addrs = inner.set.addresses();
+            let me = self.me.clone();
+            inner.health.set_config(c.health_check.clone(), &addrs, &me);
+        }
         let snap = Snapshot {
             all,
             subsets,
@@ -164,17 +188,46 @@ impl PoolShared {
         };
         if rebuild {
             update_balancers(&snap, &inner, now);
-            if let Some(d) = &inner.detector {
-                for addr in inner.set.addresses() {
-                    if d.is_ejected(addr) {
-                        for lb in balancers(&snap) {
-                            lb.lock().set_ejected(addr, true, now);
-                        }
-                    }
+        }
+        if rebuild || health_changed {
+            for addr in inner.set.addresses() {
+                let excluded = excluded(&inner, addr);
+                for lb in balancers(&snap) {
+                    lb.lock().set_ejected(addr, excluded, now);
                 }
             }
         }
         self.snapshot.store(Arc::new(snap));
+        self.publish_counts(&inner);
+    }
+
+    /// A result of health-check prober `id` of `addr`.
+    pub(crate) fn health_result(&self, addr: SocketAddr, id: u64, result: Result<(), ProbeError>) {
+        let now = now();
+        let mut inner = self.inner.lock();
+        let transition = inner.health.record(addr, id, result.is_ok());
+        let service = &*self.service;
+        match (transition, &result) {
+            (None, Ok(())) => {}
+            (None, Err(e)) => {
+                tracing::debug!(service, endpoint = %addr, error = %e, "health check failed");
+            }
+            (Some(Transition::Healthy), _) => {
+                tracing::info!(service, endpoint = %addr, "endpoint healthy: health checks pass");
+            }
+            (Some(Transition::Unhealthy), Err(e)) => {
+                tracing::warn!(service, endpoint = %addr, error = %e, "endpoint unhealthy: health checks fail");
+            }
+            (Some(Transition::Unhealthy), Ok(())) => {}
+        }
+        if transition.is_none() {
+            return;
+        }
+        let excluded = excluded(&inner, addr);
+        let snap = self.snapshot.load();
+        for lb in balancers(&snap) {
+            lb.lock().set_ejected(addr, excluded, now);
+        }
         self.publish_counts(&inner);
     }
 
@@ -184,9 +237,29 @@ impl PoolShared {
             .detector
             .as_ref()
             .map_or(0, |d| d.ejected_count() as u64);
-        self.observer
-            .endpoints(total.saturating_sub(ejected), ejected);
+        // Unhealthy and not also ejected: each endpoint counts once.
+        let unhealthy = inner
+            .endpoints
+            .iter()
+            .filter(|ep| {
+                inner.health.is_unhealthy(ep.address)
+                    && !inner
+                        .detector
+                        .as_ref()
+                        .is_some_and(|d| d.is_ejected(ep.address))
+            })
+            .count() as u64;
+        self.observer.endpoint_states(
+            total.saturating_sub(ejected).saturating_sub(unhealthy),
+            ejected,
+            unhealthy,
+        );
     }
+}
+
+/// Whether `addr` must be out of the balancers: ejected or unhealthy.
+fn excluded(inner: &Inner, addr: SocketAddr) -> bool {
+    inner.health.is_unhealthy(addr) || inner.detector.as_ref().is_some_and(|d| d.is_ejected(addr))
 }
 
 fn balancers(snap: &Snapshot) -> impl Iterator<Item = &Arc<Mutex<Balancer>>> {
@@ -201,10 +274,17 @@ fn update_balancers(snap: &Snapshot, inner: &Inner, now: Instant) {
     }
 }
 
-fn apply_event(snap: &Snapshot, event: &OutlierEvent, now: Instant, observer: &dyn PoolObserver) {
+fn apply_event(
+    snap: &Snapshot,
+    event: &OutlierEvent,
+    now: Instant,
+    observer: &dyn PoolObserver,
+    health: &HealthChecker,
+) {
     let change = match *event {
         OutlierEvent::Ejected { addr, .. } => Some((addr, true)),
-        OutlierEvent::Unejected { addr } => Some((addr, false)),
+        // Back from ejection, but still out while health checks fail.
+        OutlierEvent::Unejected { addr } => Some((addr, health.is_unhealthy(addr))),
         OutlierEvent::Returned { .. } => None,
     };
     if let Some((addr, ejected)) = change {

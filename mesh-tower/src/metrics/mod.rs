@@ -25,7 +25,7 @@
 //! | `mesh.client.retries` (`mesh_client_retries_total`) | counter | service |
 //! | `mesh.client.circuit_open` (`mesh_client_circuit_open_total`) | counter | service |
 //! | `mesh.outlier.ejections` (`mesh_outlier_ejections_total`) | counter | service, endpoint |
-//! | `mesh.endpoints` | gauge | service, state (`ready`, `ejected`) |
+//! | `mesh.endpoints` | gauge | service, state (`ready`, `ejected`, `unhealthy`) |
 //!
 //! Attribute keys: [`SERVICE`], [`ROUTE`], [`ENDPOINT`], [`METHOD`],
 //! [`STATUS_CODE`], [`ERROR_TYPE`], [`SOURCE`], [`STATE`]. A label whose
@@ -112,7 +112,7 @@ pub const STATUS_CODE: &str = "http.response.status_code";
 pub const ERROR_TYPE: &str = "error.type";
 /// Attribute: the caller's SPIFFE ID (server side, when known).
 pub const SOURCE: &str = "mesh.source";
-/// Attribute: endpoint state, `ready` or `ejected`.
+/// Attribute: endpoint state, `ready`, `ejected` or `unhealthy`.
 pub const STATE: &str = "mesh.endpoint.state";
 
 /// Histogram buckets for request latencies, in seconds: 0.5 ms to 10 s.
@@ -255,6 +255,13 @@ impl Metrics {
     pub fn record_ejection(&self, service: &ServiceLabels, endpoint: SocketAddr) {
         let attrs = [service.service_kv(), service.endpoint_kv(endpoint)];
         self.inner.ejections.add(1, &attrs);
+    }
+
+    /// Sets how many endpoints of `service` fail active health checks
+    /// (state `unhealthy`; off the request path, so attributes are built here).
+    pub fn set_unhealthy_endpoints(&self, service: &ServiceLabels, unhealthy: u64) {
+        let attrs = [service.service_kv(), KeyValue::new(STATE, "unhealthy")];
+        self.inner.endpoints.record(unhealthy, &attrs);
     }
 
     /// Sets how many endpoints of `service` are ready and ejected.

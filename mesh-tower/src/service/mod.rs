@@ -78,6 +78,12 @@ impl PoolObserver for MetricsObserver {
     fn endpoints(&self, ready: u64, ejected: u64) {
         self.metrics.set_endpoints(&self.labels, ready, ejected);
     }
+
+    fn endpoint_states(&self, ready: u64, ejected: u64, unhealthy: u64) {
+        self.metrics.set_endpoints(&self.labels, ready, ejected);
+        self.metrics
+            .set_unhealthy_endpoints(&self.labels, unhealthy);
+    }
 }
 
 /// The service's config in `mesh` (the defaults if it is not there).
@@ -92,6 +98,7 @@ impl ServiceState {
         discover: Arc<dyn Discover>,
         wait: std::time::Duration,
         metrics: Metrics,
+        health_connector: crate::connect::Connector,
     ) -> Result<Self, ServiceError> {
         let name: Arc<str> = Arc::from(name);
         let labels = metrics.service(name.clone());
@@ -135,6 +142,7 @@ impl ServiceState {
             .wait_for_endpoints(wait)
             .discover(discover)
             .follow(follow)
+            .health_connector(health_connector)
             .build()?;
         Ok(Self {
             name,

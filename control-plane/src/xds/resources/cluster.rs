@@ -1,5 +1,8 @@
 //! CDS: one EDS cluster per service and per subset, with its LB policy
-//! (A42, A48, A52), circuit breaker (A32) and outlier detection (A50).
+//! (A42, A48, A52), circuit breaker (A32), outlier detection (A50) and
+//! active health checks (`health_check`: Envoy's `health_checks`, HTTP or
+//! gRPC by the service's protocol; stock gRPC clients ignore them, which
+//! [`super::warnings`] says).
 //!
 //! # LB policies both Envoy and gRPC accept
 //!
@@ -27,7 +30,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies as lbp;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as up;
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
-use mesh_core::config::{Algorithm, OutlierConfig, Protocol, ServiceConfig};
+use mesh_core::config::{Algorithm, HealthCheckConfig, OutlierConfig, Protocol, ServiceConfig};
 
 use super::{cluster_name, duration, pack};
 use crate::state::Snapshot;
@@ -113,6 +116,11 @@ fn cluster(name: &str, svc: &ServiceConfig, flavor: Flavor) -> cl::Cluster {
             ..Default::default()
         }),
         outlier_detection: svc.outlier_detection.as_ref().map(outlier),
+        health_checks: svc
+            .health_check
+            .iter()
+            .map(|h| health_check(h, svc.protocol))
+            .collect(),
         typed_extension_protocol_options: protocol_options,
         ..Default::default()
     }
@@ -223,6 +231,44 @@ fn lb_policy(svc: &ServiceConfig, flavor: Flavor) -> cl::LoadBalancingPolicy {
         Algorithm::Maglev { .. } => vec![ring_hash(1024, 8_388_608)],
     };
     cl::LoadBalancingPolicy { policies }
+}
+
+fn health_check(h: &HealthCheckConfig, protocol: Protocol) -> core::HealthCheck {
+    use core::health_check::{GrpcHealthCheck, HealthChecker, HttpHealthCheck};
+    use envoy_types::pb::envoy::r#type::v3::{CodecClientType, Int64Range};
+    let checker = match protocol {
+        Protocol::Grpc => HealthChecker::GrpcHealthCheck(GrpcHealthCheck {
+            service_name: h.grpc_service.clone(),
+            ..Default::default()
+        }),
+        Protocol::Http | Protocol::Http2 => HealthChecker::HttpHealthCheck(HttpHealthCheck {
+            path: h.path.clone(),
+            // Any 2xx passes, as in the mesh (Envoy's default is 200 only).
+            expected_statuses: vec![Int64Range {
+                start: 200,
+                end: 300,
+            }],
+            codec_client_type: if protocol == Protocol::Http2 {
+                CodecClientType::Http2 as i32
+            } else {
+                CodecClientType::Http1 as i32
+            },
+            ..Default::default()
+        }),
+    };
+    core::HealthCheck {
+        timeout: Some(duration(h.timeout)),
+        interval: Some(duration(h.interval)),
+        interval_jitter_percent: 10,
+        unhealthy_threshold: Some(UInt32Value {
+            value: h.unhealthy_threshold,
+        }),
+        healthy_threshold: Some(UInt32Value {
+            value: h.healthy_threshold,
+        }),
+        health_checker: Some(checker),
+        ..Default::default()
+    }
 }
 
 fn outlier(o: &OutlierConfig) -> cl::OutlierDetection {

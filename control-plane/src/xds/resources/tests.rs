@@ -383,3 +383,62 @@ services:
     ))
     .is_empty());
 }
+
+#[test]
+fn health_checks_become_envoy_health_checks_and_a_warning() {
+    use core::health_check::HealthChecker;
+    let s = snapshot(
+        "services:
+  g:
+    protocol: grpc
+    health_check: { interval: 2s, timeout: 500ms, grpc_service: helloworld.Greeter }
+  h:
+    protocol: http2
+    health_check: { path: /ready, healthy_threshold: 1, unhealthy_threshold: 4 }
+  plain: {}
+",
+    );
+    let cls = clusters(&s, Flavor::Envoy);
+    let by = |n: &str| cls.iter().find(|c| c.name == n).unwrap();
+    let g = &by("g").health_checks[0];
+    assert_eq!(
+        g.interval,
+        Some(duration(std::time::Duration::from_secs(2)))
+    );
+    assert_eq!(
+        g.timeout,
+        Some(duration(std::time::Duration::from_millis(500)))
+    );
+    assert_eq!(g.healthy_threshold.unwrap().value, 2);
+    assert_eq!(g.unhealthy_threshold.unwrap().value, 3);
+    match &g.health_checker {
+        Some(HealthChecker::GrpcHealthCheck(c)) => assert_eq!(c.service_name, "helloworld.Greeter"),
+        other => panic!("{other:?}"),
+    }
+    let h = &by("h").health_checks[0];
+    assert_eq!(
+        (
+            h.healthy_threshold.unwrap().value,
+            h.unhealthy_threshold.unwrap().value
+        ),
+        (1, 4)
+    );
+    match &h.health_checker {
+        Some(HealthChecker::HttpHealthCheck(c)) => {
+            assert_eq!(c.path, "/ready");
+            assert_eq!(c.codec_client_type, 1, "HTTP2");
+            assert_eq!(
+                (c.expected_statuses[0].start, c.expected_statuses[0].end),
+                (200, 300)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(by("plain").health_checks.is_empty());
+    let w = warnings(&s);
+    assert_eq!(
+        w.iter().filter(|l| l.contains(".health_check: ")).count(),
+        2,
+        "{w:?}"
+    );
+}

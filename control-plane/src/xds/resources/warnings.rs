@@ -35,6 +35,11 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
                 "{at}.outlier_detection.slow_start: honoured by Envoy, ignored by stock gRPC clients"
             ));
         }
+        if svc.health_check.is_some() {
+            out.push(format!(
+                "{at}.health_check: honoured by Envoy, ignored by stock gRPC clients (they take no health checks from xDS)"
+            ));
+        }
         if let Some(r) = &svc.retry
             && r.budget != Default::default()
         {

@@ -7,6 +7,7 @@ use super::super::model::{
 };
 use super::super::tree::{Kind, Node, Path};
 use super::Ctx;
+use crate::config::HealthCheckConfig;
 
 const RETRY_ON: &str = "connect-failure, reset, 5xx, gateway-error, cancelled, deadline-exceeded, resource-exhausted, internal, unavailable, or an HTTP status code 100..=599";
 
@@ -247,4 +248,43 @@ pub(super) fn decode_outlier(node: &Node, path: &Path, ctx: &mut Ctx) -> Option<
         o.slow_start = ctx.duration(n, &f.path("slow_start"));
     }
     Some(o)
+}
+
+pub(super) fn decode_health_check(
+    node: &Node,
+    path: &Path,
+    ctx: &mut Ctx,
+) -> Option<HealthCheckConfig> {
+    let mut h = HealthCheckConfig::default();
+    let f = ctx.fields(
+        node,
+        path,
+        &[
+            "interval",
+            "timeout",
+            "healthy_threshold",
+            "unhealthy_threshold",
+            "path",
+            "grpc_service",
+        ],
+    )?;
+    for (key, slot) in [("interval", &mut h.interval), ("timeout", &mut h.timeout)] {
+        if let Some(v) = f.get(key).and_then(|n| ctx.duration(n, &f.path(key))) {
+            *slot = v;
+        }
+    }
+    for (key, slot) in [
+        ("healthy_threshold", &mut h.healthy_threshold),
+        ("unhealthy_threshold", &mut h.unhealthy_threshold),
+    ] {
+        if let Some(v) = f.get(key).and_then(|n| ctx.u32(n, &f.path(key))) {
+            *slot = v;
+        }
+    }
+    for (key, slot) in [("path", &mut h.path), ("grpc_service", &mut h.grpc_service)] {
+        if let Some(v) = f.get(key).and_then(|n| ctx.string(n, &f.path(key))) {
+            *slot = v;
+        }
+    }
+    Some(h)
 }

@@ -23,6 +23,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "retry",
     "circuit_breaker",
     "outlier_detection",
+    "health_check",
     "routes",
     "identity",
 ];
@@ -134,6 +135,9 @@ pub(super) fn decode_service(node: &Node, path: &Path, ctx: &mut Ctx) -> Service
                 ),
             }
         }
+    }
+    if let Some(n) = f.get("health_check") {
+        svc.health_check = policy::decode_health_check(n, &f.path("health_check"), ctx);
     }
     if let Some(n) = f.get("routes") {
         let p = f.path("routes");

@@ -2,6 +2,7 @@
 
 mod env;
 mod formats;
+mod health;
 mod routes;
 mod rules;
 

@@ -17,7 +17,7 @@ mod policy;
 
 use crate::endpoint::MAX_WEIGHT;
 use matching::{check_header_name, check_match};
-use policy::{check_outlier, check_retry, is_prime};
+use policy::{check_health, check_outlier, check_retry, is_prime};
 
 /// One problem, before it is rendered into a [`ConfigError`].
 #[derive(Debug, Clone)]
@@ -341,6 +341,9 @@ fn check_service(c: &mut Checker, p: &Path, svc: &ServiceConfig) {
     );
     if let Some(o) = &svc.outlier_detection {
         check_outlier(c, &p.key("outlier_detection"), o);
+    }
+    if let Some(h) = &svc.health_check {
+        check_health(c, &p.key("health_check"), h);
     }
     for (i, r) in svc.routes.iter().enumerate() {
         let rp = p.key("routes").index(i);

@@ -7,6 +7,7 @@ use super::super::error::ConfigErrorKind as K;
 use super::super::model::{OutlierConfig, RetryConfig, RetryOn};
 use super::super::tree::Path;
 use super::Checker;
+use crate::config::HealthCheckConfig;
 
 pub(super) fn check_retry(c: &mut Checker, p: &Path, r: &RetryConfig, timeout: Option<Duration>) {
     c.range(p.key("attempts"), r.attempts, 1, 10);
@@ -100,6 +101,37 @@ pub(super) fn check_outlier(c: &mut Checker, p: &Path, o: &OutlierConfig) {
         );
     }
     c.range(p.key("max_ejected_percent"), o.max_ejected_percent, 0, 100);
+}
+
+pub(super) fn check_health(c: &mut Checker, p: &Path, h: &HealthCheckConfig) {
+    c.positive(p.key("interval"), h.interval);
+    c.positive(p.key("timeout"), h.timeout);
+    if h.timeout > h.interval {
+        c.err(
+            K::Conflict,
+            p.key("timeout"),
+            format!(
+                "must not exceed the interval ({}), got {}",
+                format_duration(h.interval),
+                format_duration(h.timeout)
+            ),
+        );
+    }
+    c.range(p.key("healthy_threshold"), h.healthy_threshold, 1, 1000);
+    c.range(p.key("unhealthy_threshold"), h.unhealthy_threshold, 1, 1000);
+    // A request target: `/`, then visible ASCII without a fragment.
+    let valid_path =
+        h.path.starts_with('/') && h.path.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if !valid_path {
+        c.err(
+            K::Invalid,
+            p.key("path"),
+            format!(
+                "must be an absolute request path such as `/healthz`, got `{}`",
+                h.path
+            ),
+        );
+    }
 }
 
 /// Whether `n` is prime (trial division; `n` is capped by the caller).
