@@ -6,10 +6,13 @@ set -euo pipefail
 need_apt=()
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq)
 command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
+# Real TLS clients for the mTLS tests (PEERS.md: present on our machines).
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "install-peers: need root to apt-get install ${need_apt[*]}; DNS peer tests will skip" >&2
+    echo "install-peers: need root to apt-get install ${need_apt[*]}; their peer tests will skip" >&2
   else
     echo "install-peers: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
