@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
+use mesh_tower::metrics::prometheus::Exposition;
+
 use crate::faults::{Fault, Faults};
 
 /// Response header: the instance's `NEWS_VERSION`.
@@ -84,6 +86,31 @@ pub fn router(instance: Instance) -> Router {
         .route("/news", get(news))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(Arc::new(instance))
+}
+
+/// `GET /metrics` on the app port: the Prometheus text of `exposition`
+/// (news-service adds it under mTLS, where intentions decide who may
+/// scrape).
+pub fn metrics_router(exposition: Exposition) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let exposition = exposition.clone();
+            async move {
+                match exposition.render() {
+                    Ok(text) => (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+                }
+            }
+        }),
+    )
 }
 
 async fn news(State(me): State<Arc<Instance>>) -> Response {

@@ -202,3 +202,47 @@ pub fn run_client(target: &str, n: usize, bootstrap: Option<&Path>, timeout: Dur
     );
     stdout.lines().last().unwrap_or_default().to_string()
 }
+
+/// Runs `greeter_tls_client.py` against `target` (`127.0.0.1:PORT`) for `n`
+/// calls over TLS trusting `ca`, presenting `client` (certificate, key)
+/// when given, and returns its JSON line (`{"counts": {...}, "errors":
+/// {...}}`; a refused handshake counts as `UNAVAILABLE`). Killed after
+/// `timeout`.
+pub fn run_tls_client(
+    target: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    n: usize,
+    timeout: Duration,
+) -> String {
+    let mut cmd = Command::new(python().expect("grpcio installed"));
+    cmd.arg(script("greeter_tls_client.py"))
+        .args(["--target", target, "-n", &n.to_string()])
+        .arg("--ca")
+        .arg(ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("greeter_tls_client.py {target} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "greeter_tls_client.py failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().last().unwrap_or_default().to_string()
+}

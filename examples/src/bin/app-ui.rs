@@ -13,13 +13,20 @@
 //! `MESH_LISTEN` (default `127.0.0.1:8080`; port 0 picks one),
 //! `MESH_SERVICE` (default `app-ui`), `MESH_METRICS_ADDR` (Prometheus
 //! `/metrics`). Prints `app-ui listening on <addr>` once it accepts.
+//!
+//! ## mTLS
+//!
+//! With `MESH_TLS_CERT`, `MESH_TLS_KEY` and `MESH_TLS_CA` set, app-ui calls
+//! news-service over mTLS with its own certificate (verifying that the
+//! server is `spiffe://<trust_domain>/ns/default/svc/news-service`), and
+//! serves its own port in `MESH_TLS_MODE` (default `strict`).
 
 use std::process::ExitCode;
 
 use mesh_core::config::MeshEnv;
 use mesh_examples::ui;
 use mesh_tower::server::ServerLayer;
-use mesh_tower::{BoxError, Mesh};
+use mesh_tower::{BoxError, Mesh, tls};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,12 +41,15 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), BoxError> {
     let env = MeshEnv::from_vars_os(std::env::vars_os())?;
-    let service = env.service.unwrap_or_else(|| "app-ui".into());
+    let service = env.service.clone().unwrap_or_else(|| "app-ui".into());
     let listen = env.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
 
     // The whole mesh from the environment: config (watched), endpoints,
-    // DNS, and /metrics when MESH_METRICS_ADDR is set.
-    let mesh = Mesh::from_env()?;
+    // DNS, /metrics when MESH_METRICS_ADDR is set, mTLS with MESH_TLS_*.
+    let mesh = Mesh::builder()
+        .env(&env)
+        .local_service(service.clone())
+        .build()?;
     // One client per upstream; cheap to clone into every handler.
     let news = mesh.client("news-service");
 
@@ -47,12 +57,16 @@ async fn run() -> Result<(), BoxError> {
     let app = ui::router(news).layer(ServerLayer::new(metrics.clone(), metrics.service(service)));
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let acceptor = mesh.acceptor();
+    if mesh.tls().is_some() {
+        eprintln!("app-ui: mTLS mode {:?}", acceptor.mode());
+    }
     println!("app-ui listening on {}", listener.local_addr()?);
-    // Ctrl-C: stop accepting, finish the requests in flight, exit.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Plaintext without MESH_TLS_*. Ctrl-C: stop accepting, finish the
+    // requests in flight, exit.
+    tls::serve(listener, acceptor, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

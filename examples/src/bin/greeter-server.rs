@@ -21,6 +21,12 @@
 //! ```sh
 //! grpc-health-probe -addr 127.0.0.1:50051 -service helloworld.Greeter
 //! ```
+//!
+//! ## mTLS
+//!
+//! With `MESH_TLS_CERT`, `MESH_TLS_KEY` and `MESH_TLS_CA` set, it serves
+//! gRPC over mTLS in `MESH_TLS_MODE` (`strict` by default), and each call
+//! carries the caller's SPIFFE ID ([`PeerIdentity`](mesh_tower::ext::PeerIdentity)).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -32,8 +38,9 @@ use mesh_examples::faults::{Fault, Faults};
 use mesh_examples::{parse_duration_arg, parse_rate_arg};
 use mesh_tonic::health::{Health, shutdown_signal};
 use mesh_tonic::server::GrpcServerLayer;
-use mesh_tower::BoxError;
 use mesh_tower::metrics::{Metrics, prometheus};
+use mesh_tower::tls::{self, PeerIdentityLayer};
+use mesh_tower::{BoxError, Mesh};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -106,11 +113,20 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // The mesh's environment contract: MESH_LISTEN.
     let env = MeshEnv::from_vars_os(std::env::vars_os())?;
     let listen = env.listen.unwrap_or(([127, 0, 0, 1], 50051).into());
-    let service = env.service.unwrap_or_else(|| "greeter".into());
+    let service = env.service.clone().unwrap_or_else(|| "greeter".into());
 
     // With MESH_METRICS_ADDR set, Prometheus /metrics (see news-service).
     let _telemetry = prometheus::init_from_env().await?;
     let metrics = Metrics::global();
+    // MESH_TLS_* (mTLS material), MESH_CONFIG (intentions); /metrics is
+    // served above.
+    let mut mesh_env = env.clone();
+    mesh_env.metrics_addr = None;
+    let mesh = Mesh::builder()
+        .env(&mesh_env)
+        .local_service(service.clone())
+        .metrics(metrics.clone())
+        .build()?;
     let (health, health_service) = Health::new();
     health.serving::<GreeterServer<Greeting>>().await;
 
@@ -120,24 +136,36 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    let drain = args.drain;
+    let shutdown = health.shutdown_after(
+        async move {
+            shutdown_signal().await;
+            eprintln!("greeter-server: shutting down (NOT_SERVING, draining {drain:?})");
+        },
+        drain,
+    );
+    let greeter = GreeterServer::new(Greeting { address, faults });
+    if mesh.tls().is_none() {
+        println!("greeter-server listening on {address}");
+        Server::builder()
+            .layer(GrpcServerLayer::new(&metrics, service))
+            .add_service(health_service)
+            .add_service(greeter)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+            .await?;
+        return Ok(());
+    }
+    let acceptor = mesh.acceptor();
+    eprintln!("greeter-server: mTLS mode {:?}", acceptor.mode());
     println!("greeter-server listening on {address}");
+    // The caller's SPIFFE ID from the handshake into PeerIdentity, for the
+    // layers after it and the handlers.
     Server::builder()
+        .layer(PeerIdentityLayer)
         .layer(GrpcServerLayer::new(&metrics, service))
         .add_service(health_service)
-        .add_service(GreeterServer::new(Greeting { address, faults }))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener),
-            health.shutdown_after(
-                async {
-                    shutdown_signal().await;
-                    eprintln!(
-                        "greeter-server: shutting down (NOT_SERVING, draining {:?})",
-                        args.drain
-                    );
-                },
-                args.drain,
-            ),
-        )
+        .add_service(greeter)
+        .serve_with_incoming_shutdown(tls::incoming(listener, acceptor), shutdown)
         .await?;
     Ok(())
 }

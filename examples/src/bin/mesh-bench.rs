@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p mesh-examples --bin mesh-bench -- [--duration 10s] [--concurrency 32] [--json]
 //! cargo run --release -p mesh-examples --bin mesh-bench -- --endpoints 1000
+//! cargo run --release -p mesh-examples --bin mesh-bench -- --mtls [--duration 5s]
 //! ```
 //!
 //! Thread layout (2-core machine): the load generator runs on its own tokio
@@ -21,6 +22,8 @@ mod grpc;
 mod load;
 #[path = "../bench/memory.rs"]
 mod memory;
+#[path = "../bench/mtls.rs"]
+mod mtls;
 #[path = "../bench/procfs.rs"]
 mod procfs;
 #[path = "../bench/server.rs"]
@@ -86,6 +89,11 @@ struct Args {
     /// services x 10 endpoints).
     #[arg(long)]
     endpoints: Option<usize>,
+    /// mTLS on both sides instead: the mesh client vs plain hyper + rustls
+    /// with the same certificates, then new TLS connections per second
+    /// (src/bench/mtls.rs).
+    #[arg(long)]
+    mtls: bool,
     /// Internal: serve on this IP (one listener), print the port, run until
     /// killed.
     #[arg(long, hide = true)]
@@ -200,6 +208,18 @@ fn main() -> Result<(), BoxError> {
         eprintln!("load average before: {}", loadavg());
         runtime.block_on(memory::run(n, args.json))?;
         return Ok(());
+    }
+    if args.mtls {
+        eprintln!("load average before: {}", loadavg());
+        return runtime.block_on(mtls::run(&mtls::Options {
+            duration: args.duration,
+            concurrency: args.concurrency,
+            rounds: args.rounds,
+            warmup: args.warmup,
+            server_workers: args.server_workers,
+            protocol: args.protocol.clone(),
+            json: args.json,
+        }));
     }
     let server = server::start("127.0.0.1", 3, args.server_workers.max(1))?;
     runtime.block_on(bench(&args, &server.addrs))
