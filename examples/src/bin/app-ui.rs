@@ -19,7 +19,8 @@
 //! With `MESH_TLS_CERT`, `MESH_TLS_KEY` and `MESH_TLS_CA` set, app-ui calls
 //! news-service over mTLS with its own certificate (verifying that the
 //! server is `spiffe://<trust_domain>/ns/default/svc/news-service`), and
-//! serves its own port in `MESH_TLS_MODE` (default `strict`).
+//! serves its own port in `MESH_TLS_MODE` (default `strict`) under the
+//! intentions of `MESH_CONFIG` (`mesh_tower::authz`).
 
 use std::process::ExitCode;
 
@@ -54,7 +55,12 @@ async fn run() -> Result<(), BoxError> {
     let news = mesh.client("news-service");
 
     let metrics = mesh.metrics().clone();
-    let app = ui::router(news).layer(ServerLayer::new(metrics.clone(), metrics.service(service)));
+    let mut app =
+        ui::router(news).layer(ServerLayer::new(metrics.clone(), metrics.service(service)));
+    if mesh.tls().is_some() {
+        // Intentions with the caller's verified identity, outermost.
+        app = app.layer(mesh.authz_layer()?);
+    }
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let acceptor = mesh.acceptor();

@@ -26,7 +26,9 @@
 //!
 //! With `MESH_TLS_CERT`, `MESH_TLS_KEY` and `MESH_TLS_CA` set, it serves
 //! gRPC over mTLS in `MESH_TLS_MODE` (`strict` by default), and each call
-//! carries the caller's SPIFFE ID ([`PeerIdentity`](mesh_tower::ext::PeerIdentity)).
+//! carries the caller's SPIFFE ID ([`PeerIdentity`](mesh_tower::ext::PeerIdentity)),
+//! which the intentions of `MESH_CONFIG` (`mesh_tower::authz`) judge: a
+//! denied call gets `PERMISSION_DENIED`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -160,8 +162,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
     println!("greeter-server listening on {address}");
     // The caller's SPIFFE ID from the handshake into PeerIdentity, for the
     // layers after it and the handlers.
+    let authz = mesh.authz_layer()?;
     Server::builder()
         .layer(PeerIdentityLayer)
+        // Intentions (MESH_CONFIG): a denied call gets PERMISSION_DENIED.
+        .layer(authz)
         .layer(GrpcServerLayer::new(&metrics, service))
         .add_service(health_service)
         .add_service(greeter)

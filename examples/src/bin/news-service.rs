@@ -20,7 +20,10 @@
 //! `disabled`), the certificate files are reloaded on change, and, with
 //! `MESH_METRICS_ADDR` set, the app port also answers `GET /metrics` (so a
 //! scraper with a mesh identity scrapes over mTLS; the plaintext metrics
-//! listener stays).
+//! listener stays). Every request on the app port then goes through the
+//! intentions of `MESH_CONFIG` (`mesh_tower::authz`): with
+//! `examples/mesh.yaml`, `app-ui` may call it, `prometheus` may only
+//! `GET /metrics`, anyone else gets 403.
 //!
 //! ```sh
 //! MESH_TLS_CERT=news.crt MESH_TLS_KEY=news.key MESH_TLS_CA=ca.pem \
@@ -110,7 +113,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
         app = app.merge(news::metrics_router(telemetry.exposition.clone()));
     }
     // After the routes, so metrics are labelled with the route template.
-    let app = app.layer(ServerLayer::new(metrics.clone(), metrics.service(service)));
+    let mut app = app.layer(ServerLayer::new(metrics.clone(), metrics.service(service)));
+    if mesh.tls().is_some() {
+        // Outermost: intentions decide with the caller's verified identity
+        // (MESH_CONFIG, followed live) before anything else runs.
+        app = app.layer(mesh.authz_layer()?);
+    }
 
     let acceptor = mesh.acceptor();
     if mesh.tls().is_some() {
