@@ -271,6 +271,8 @@ fn plain_client(config: Arc<ClientConfig>, h2: bool) -> PlainClient {
 
 // === load ===
 
+// Cloned once per load task, never moved per request (as `load::Target`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Caller {
     Plain(PlainClient, http::Uri),
