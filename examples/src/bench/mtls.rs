@@ -254,6 +254,7 @@ type PlainClient = Client<PlainTls, Empty<Bytes>>;
 fn plain_client(config: Arc<ClientConfig>, h2: bool) -> PlainClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
+    http.enforce_http(false); // `https://` URIs: TLS is layered on top
     let connector = PlainTls {
         http,
         tls: TlsConnector::from(config),
@@ -312,7 +313,7 @@ impl Totals {
     }
     fn json(&self) -> Value {
         json!({
-            "rps": self.rps().round(),
+            "rps": self.rps().round() as u64,
             "p50_us": quantile(&self.latencies, 0.5),
             "p99_us": quantile(&self.latencies, 0.99),
             "errors": self.errors,
@@ -450,8 +451,10 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
         let meshed = Caller::Mesh(mesh.client(service), format!("http://{service}/").parse()?);
         let mut totals = [Totals::default(), Totals::default()];
         for (caller, name) in [(&plain, "plain"), (&meshed, "mesh")] {
-            if !matches!(send(&mut caller.clone()).await, Ok(true)) {
-                return Err(format!("{proto} {name}+mTLS never answered").into());
+            match send(&mut caller.clone()).await {
+                Ok(true) => {}
+                Ok(false) => return Err(format!("{proto} {name}+mTLS: not a 200").into()),
+                Err(e) => return Err(format!("{proto} {name}+mTLS: {e:?}").into()),
             }
             round(
                 caller,
@@ -503,7 +506,7 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
             let key = format!("{name}_{}", if resumption { "resumed" } else { "full" });
             conns.insert(
                 key,
-                json!({ "conns_per_s": rate.round(), "resumed_fraction": (resumed * 100.0).round() / 100.0, "errors": errors }),
+                json!({ "conns_per_s": rate.round() as u64, "resumed_fraction": (resumed * 100.0).round() / 100.0, "errors": errors }),
             );
         }
     }
