@@ -246,3 +246,19 @@ fn strict_refuses_plaintext_and_permissive_serves_both_on_one_port() {
     let (code, _) = curl_ok(&curl(permissive.addr, "/healthz", &pki, None));
     assert_eq!(code, 200);
 }
+
+#[test]
+fn app_ui_refuses_a_news_service_with_the_wrong_identity() {
+    let pki = Pki::new("mesh");
+    // A server from the same CA, but presenting another service's identity.
+    let impostor = pki.leaf("billing", "impostor");
+    let news = spawn_listening(with_tls(NEWS, &pki, &impostor, "strict"));
+    let ui = app_ui(&pki, "app-ui", news.addr);
+    let (status, body) = plain_get(ui.addr, "/api/news").expect("app-ui answers");
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("spiffe://mesh.local/ns/default/svc/news-service")
+            && body.contains("spiffe://mesh.local/ns/default/svc/billing"),
+        "the error names the expected and the presented identity: {body}"
+    );
+}
