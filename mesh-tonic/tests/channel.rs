@@ -198,6 +198,26 @@ async fn a_route_timeout_shortens_the_propagated_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_timeout_travels_as_grpc_timeout_without_a_caller_deadline() {
+    let s = server(Behaviour::Ok, 33).await;
+    let mesh = mesh(&format!(
+        "services:\n  greeter:\n    protocol: grpc\n    timeout: 300ms\n    endpoints: {}\n",
+        endpoints(&[s.addr])
+    ));
+    let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
+    // The caller sets no timeout: the service's `timeout` is the deadline.
+    client.say_hello(hello("x")).await.unwrap();
+    client.say_hello(hello("y")).await.unwrap();
+    let seen = s.timeouts.all();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for seen in seen {
+        let seen = seen.expect("the service timeout reached the server as grpc-timeout");
+        assert!(seen <= Duration::from_millis(300), "{seen:?}");
+        assert!(seen > Duration::from_millis(100), "{seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_is_deadline_exceeded() {
     let (addr, hole) = black_hole().await;
     let mesh = mesh(&format!(

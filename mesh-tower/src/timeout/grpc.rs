@@ -3,9 +3,12 @@
 //! A gRPC client states how long it will wait as `grpc-timeout: <value><unit>`
 //! (at most 8 digits; units `H`, `M`, `S`, `m`, `u`, `n`). mesh-tonic turns a
 //! request's `grpc-timeout` into the call's [`Deadline`](crate::ext::Deadline);
-//! the per-try [`Timeout`](super::Timeout) then rewrites the header on every
+//! the per-try [`Timeout`](super::Timeout) then sets the header on every
 //! attempt to what is left (the attempt's own timeout if shorter), so the
-//! server never waits longer than the caller will.
+//! server never waits longer than the caller will. A gRPC request (by its
+//! `content-type`) without the header gets it as soon as a deadline or an
+//! attempt timeout applies: a service's or route's `timeout` reaches the
+//! server even when the caller set no deadline.
 
 use std::time::Duration;
 
@@ -59,14 +62,30 @@ pub fn encode(timeout: Duration) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("99999999H"))
 }
 
-/// Rewrites `req`'s `grpc-timeout` (only if it has one: a gRPC call with a
-/// deadline) to `timeout`.
+/// Sets `req`'s `grpc-timeout` to `timeout` if `req` is a gRPC call (it
+/// has a `grpc-timeout` already, or a `content-type` of `application/grpc`
+/// or `application/grpc+<codec>`): every attempt of a call with a deadline
+/// tells the server how long it has, also when the deadline came from the
+/// service's or route's `timeout` rather than from the caller.
 pub(super) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) {
-    if let Some(timeout) = timeout
-        && let Some(value) = req.headers_mut().get_mut(GRPC_TIMEOUT)
-    {
+    let Some(timeout) = timeout else {
+        return;
+    };
+    if let Some(value) = req.headers_mut().get_mut(GRPC_TIMEOUT) {
         *value = encode(timeout);
+    } else if is_grpc(req.headers()) {
+        req.headers_mut()
+            .insert(http::HeaderName::from_static(GRPC_TIMEOUT), encode(timeout));
     }
+}
+
+/// Whether `headers` are a gRPC request's (`content-type: application/grpc`,
+/// optionally `+codec` or `;params`).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().get(..16))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
 }
 
 #[cfg(test)]
@@ -89,6 +108,34 @@ mod tests {
         let odd = Duration::from_nanos(123_456_789_123);
         assert!(parse(&encode(odd)).unwrap() <= odd);
         assert_eq!(encode(Duration::MAX), "99999999H");
+    }
+
+    #[test]
+    fn a_grpc_request_gets_the_header_and_plain_http_does_not() {
+        let grpc = || {
+            http::Request::post("/helloworld.Greeter/SayHello")
+                .header("content-type", "application/grpc+proto")
+                .body(())
+                .unwrap()
+        };
+        let mut req = grpc();
+        refresh(&mut req, Some(Duration::from_millis(250)));
+        assert_eq!(req.headers()[GRPC_TIMEOUT], "250000u");
+        let mut req = grpc();
+        refresh(&mut req, None);
+        assert!(req.headers().get(GRPC_TIMEOUT).is_none());
+        let mut req = http::Request::post("/x")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        refresh(&mut req, Some(Duration::from_secs(1)));
+        assert!(req.headers().get(GRPC_TIMEOUT).is_none());
+        let mut req = http::Request::post("/x")
+            .header(GRPC_TIMEOUT, "5S")
+            .body(())
+            .unwrap();
+        refresh(&mut req, Some(Duration::from_secs(1)));
+        assert_eq!(req.headers()[GRPC_TIMEOUT], "1000000u");
     }
 
     #[test]
