@@ -169,7 +169,44 @@ impl<S, L: tower::Layer<S>> LayerOn<S> for L {
 
 const CALLS: u64 = 100;
 
+/// `CLIENT_STACK_COUNT=<stack>:<calls>`: instead of Criterion, send
+/// `calls` calls through the stack named `<stack>` and exit, for
+/// instruction counts on a fixed request count (`perf stat -e
+/// instructions:u`, callgrind): per call = (count(N) - count(0)) / N.
+fn fixed_count() -> bool {
+    let Ok(spec) = std::env::var("CLIENT_STACK_COUNT") else {
+        return false;
+    };
+    let (name, calls) = spec
+        .split_once(':')
+        .expect("CLIENT_STACK_COUNT=<stack>:<calls>");
+    let calls: u64 = calls.parse().expect("a call count");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let stacks = rt.block_on(async { stacks() });
+    let (_, stack) = stacks
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .expect("a stack name");
+    let mut svc = stack;
+    rt.block_on(async move {
+        for _ in 0..calls {
+            let req = http::Request::get("http://bench/hello")
+                .body(MeshBody::empty())
+                .unwrap();
+            let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+            std::hint::black_box(resp);
+        }
+    });
+    true
+}
+
 fn bench(c: &mut Criterion) {
+    if fixed_count() {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -139,12 +139,17 @@ where
                     });
                 }
                 StateProj::Waiting {
-                    sleep,
+                    mut sleep,
                     mut drain,
                     drained,
                 } => {
                     poll_drain(drain.as_mut(), drained, cx);
-                    ready!(sleep.poll(cx));
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        // The call timeout needs no timer while this one
+                        // is armed (see `timeout::cover`).
+                        crate::timeout::cover::report(sleep.deadline());
+                        return Poll::Pending;
+                    }
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {

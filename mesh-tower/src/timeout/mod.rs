@@ -48,14 +48,16 @@
 //! # }
 //! ```
 //!
-//! A gRPC request that carries `grpc-timeout` gets it rewritten on every
-//! attempt to the attempt's timeout or what is left of the deadline, if
-//! either applies (see [`grpc`]).
+//! A gRPC request (`grpc-timeout` present, or a `content-type` of
+//! `application/grpc`) gets `grpc-timeout` set on every attempt to the
+//! attempt's timeout or what is left of the deadline, if either applies
+//! (see [`grpc`]).
 //!
 //! [`Deadline`]: crate::ext::Deadline
 //! [`RouteInfo`]: crate::ext::RouteInfo
 //! [`Elapsed`]: crate::error::Elapsed
 
+pub(crate) mod cover;
 mod future;
 pub mod grpc;
 mod layer;

@@ -198,3 +198,67 @@ async fn a_fired_per_try_timer_names_the_endpoint_the_balancer_picked() {
     .await;
     assert_eq!(elapsed.kind, TimeoutKind::PerTry);
 }
+
+#[test]
+fn cover_scopes_nest_and_restore() {
+    let t0 = Instant::now();
+    let (a, b) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+    let ((), outer) = cover::scoped(|| {
+        cover::report(b);
+        let ((), inner) = cover::scoped(|| cover::report(a));
+        assert_eq!(inner, Some(a));
+        let ((), empty) = cover::scoped(|| ());
+        assert_eq!(empty, None);
+    });
+    // The inner scopes' reports do not leak out; the outer one's stays.
+    assert_eq!(outer, Some(b));
+}
+
+/// An upstream that waits on a covering timer (reported, as the per-try
+/// timeout and the retry backoff do) for `covered`, then hangs with no
+/// timer at all: the call timeout must arm its own for the gap.
+#[tokio::test(start_paused = true)]
+async fn the_call_timer_is_armed_once_no_inner_timer_covers_the_deadline() {
+    let covered = Duration::from_millis(100);
+    let svc = tower::service_fn(move |_req: Request<MeshBody>| async move {
+        let sleep = tokio::time::sleep(covered);
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            let poll = std::future::Future::poll(sleep.as_mut(), cx);
+            if poll.is_pending() {
+                cover::report(sleep.deadline());
+            }
+            poll
+        })
+        .await;
+        std::future::pending::<()>().await;
+        Ok::<_, BoxError>(Response::new(()))
+    });
+    let start = Instant::now();
+    let err = TimeoutLayer::call(Some(Duration::from_secs(1)))
+        .layer(svc)
+        .oneshot(req())
+        .await
+        .unwrap_err();
+    let elapsed = err.downcast::<Elapsed>().map(|e| *e).unwrap();
+    assert_eq!(elapsed.kind, TimeoutKind::Call);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+/// A per-try timer clamped to the deadline covers it: the call ends at
+/// the deadline, reported as the call's timeout.
+#[tokio::test(start_paused = true)]
+async fn a_per_try_timer_at_the_deadline_ends_the_call_in_time() {
+    let (svc, mut handle) = mock::pair::<Request<MeshBody>, Response<()>>();
+    let svc = TimeoutLayer::call(None).layer(TimeoutLayer::per_try(None).layer(svc));
+    let start = Instant::now();
+    let call = tokio::spawn(svc.oneshot(routed(
+        Some(Duration::from_millis(300)),
+        Some(Duration::from_secs(5)),
+    )));
+    let (_seen, _hung) = handle.next_request().await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    let elapsed = err.downcast::<Elapsed>().map(|e| *e).unwrap();
+    assert_eq!(elapsed.kind, TimeoutKind::Call);
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+}
