@@ -107,7 +107,9 @@ impl Service<Request<Body>> for MeshChannel {
             .extensions
             .insert(OnAttemptEnd(method.clone() as Arc<_>));
         let now = tokio::time::Instant::now();
-        let requested = (parts.headers.get(GRPC_TIMEOUT))
+        // Prebuilt: a `&str` key is parsed on every lookup.
+        const TIMEOUT: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
+        let requested = (parts.headers.get(TIMEOUT))
             .and_then(parse)
             .and_then(|timeout| now.checked_add(timeout));
         // A deadline inherited from the call being served (mesh_tower::inherit)
@@ -120,7 +122,7 @@ impl Service<Request<Body>> for MeshChannel {
             };
             parts.extensions.insert(Deadline(at));
             // The next hop inherits what is left.
-            (parts.headers).insert(GRPC_TIMEOUT, encode(at.saturating_duration_since(now)));
+            (parts.headers).insert(TIMEOUT, encode(at.saturating_duration_since(now)));
             at
         });
         let call = async move {
@@ -196,7 +198,8 @@ impl Future for ResponseFuture {
 /// The `grpc-status` in `headers` (head or trailers), if any; a value that
 /// is not a number is UNKNOWN.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status").map(|v| {
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    headers.get(GRPC_STATUS).map(|v| {
         std::str::from_utf8(v.as_bytes())
             .ok()
             .and_then(|s| s.trim().parse().ok())

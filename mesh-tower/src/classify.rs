@@ -7,13 +7,17 @@ use mesh_core::retry::Outcome;
 
 use crate::error::{ErrorKind, kind};
 
+/// `grpc-status` as a prebuilt name: a `&str` key would be parsed and
+/// validated on every lookup.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// The outcome of an attempt that produced a response. gRPC's status is
 /// read from the headers (trailers-only responses); a status that comes in
 /// trailers is classified by mesh-tonic.
 pub fn response_outcome<B>(response: &http::Response<B>) -> Outcome {
     let grpc_status = response
         .headers()
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u32>().ok());
     Outcome::Response {

@@ -115,7 +115,8 @@ impl<S> Retrying<S> {
 /// What the server said about retrying: `grpc-retry-pushback-ms` (gRPC),
 /// else `Retry-After` (HTTP), else nothing.
 pub(super) fn pushback(headers: &http::HeaderMap) -> Pushback {
-    if let Some(v) = headers.get("grpc-retry-pushback-ms") {
+    const GRPC_PUSHBACK: http::HeaderName = http::HeaderName::from_static("grpc-retry-pushback-ms");
+    if let Some(v) = headers.get(GRPC_PUSHBACK) {
         return v.to_str().map_or(Pushback::DoNotRetry, parse_grpc_pushback);
     }
     headers

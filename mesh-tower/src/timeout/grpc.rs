@@ -17,6 +17,10 @@ use http::HeaderValue;
 /// The header's name.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 
+/// [`GRPC_TIMEOUT`] as a prebuilt name (a `&str` key is parsed on every
+/// lookup).
+const GRPC_TIMEOUT_NAME: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
+
 /// The largest value gRPC allows: 8 digits.
 const MAX_VALUE: u128 = 99_999_999;
 
@@ -71,11 +75,10 @@ pub(super) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) 
     let Some(timeout) = timeout else {
         return;
     };
-    if let Some(value) = req.headers_mut().get_mut(GRPC_TIMEOUT) {
+    if let Some(value) = req.headers_mut().get_mut(GRPC_TIMEOUT_NAME) {
         *value = encode(timeout);
     } else if is_grpc(req.headers()) {
-        req.headers_mut()
-            .insert(http::HeaderName::from_static(GRPC_TIMEOUT), encode(timeout));
+        req.headers_mut().insert(GRPC_TIMEOUT_NAME, encode(timeout));
     }
 }
 
