@@ -86,6 +86,7 @@ pub mod body;
 pub mod circuit;
 pub mod classify;
 mod client;
+mod clock;
 pub mod connect;
 pub mod error;
 pub mod ext;

@@ -200,7 +200,7 @@ where
         };
         let subset = req.extensions().get::<Subset>().and_then(|s| s.0);
         // One clock read for the attempt's start, its timeout and the pick.
-        let now = tokio::time::Instant::now();
+        let now = crate::clock::now();
         let timeout_at = attempt_timeout(&req, now);
         let snap = shared.snapshot.load();
         let hash = PoolShared::request_hash(&snap, req.headers());

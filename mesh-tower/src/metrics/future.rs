@@ -50,13 +50,18 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub(super) fn start(shared: Arc<Shared>, route: Option<Arc<str>>, method: Value) -> Recorder {
+    pub(super) fn start(
+        shared: Arc<Shared>,
+        route: Option<Arc<str>>,
+        method: Value,
+        start: Instant,
+    ) -> Recorder {
         shared.labels.client_active(1);
         Recorder {
             shared,
             route,
             method,
-            start: Instant::now(),
+            start,
             done: false,
         }
     }

@@ -158,7 +158,10 @@ where
             .extensions()
             .get::<RouteInfo>()
             .map(|r| r.0.route.clone());
-        let recorder = Recorder::start(l.clone(), route, method_value(req.method()));
-        ResponseFuture::new(self.inner.call(req), recorder)
+        // The call's one clock read, shared with the layers below.
+        let now = tokio::time::Instant::now();
+        let recorder = Recorder::start(l.clone(), route, method_value(req.method()), now);
+        let inner = &mut self.inner;
+        ResponseFuture::new(crate::clock::scoped(now, || inner.call(req)), recorder)
     }
 }

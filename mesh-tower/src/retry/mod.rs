@@ -189,7 +189,7 @@ where
         let Some(budget) = &shared.budget else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        budget.deposit(tokio::time::Instant::now().into_std());
+        budget.deposit(crate::clock::now().into_std());
 
         let policy = match req.extensions().get::<RouteInfo>() {
             Some(route) => route.0.retry.as_ref(),

@@ -42,7 +42,7 @@ impl<F> ResponseFuture<F> {
             timed: false,
             kind: TimeoutKind::Call,
             after: Duration::ZERO,
-            at: Instant::now(),
+            at: crate::clock::now(),
             endpoint: None,
         }
     }

@@ -67,7 +67,6 @@ mod tests;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower::Service;
 
 use crate::body::MeshBody;
@@ -160,7 +159,7 @@ where
             TimeoutKind::PerTry => None,
         };
         let Some(length) =
-            configured.or(inherited.map(|at| at.saturating_duration_since(Instant::now())))
+            configured.or(inherited.map(|at| at.saturating_duration_since(crate::clock::now())))
         else {
             if self.kind == TimeoutKind::PerTry {
                 // No attempt timer, but a gRPC call still tells the server
@@ -170,7 +169,7 @@ where
             }
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        let now = Instant::now();
+        let now = crate::clock::now();
         let existing = req.extensions().get::<Deadline>().map(|d| d.0);
         match self.kind {
             TimeoutKind::Call => {
