@@ -42,7 +42,11 @@
 //! is replayed as is (a reference-counted copy, no allocation). A streaming
 //! body whose size hint says it fits in [`RetryLayer::max_buffer`] (64 KiB
 //! by default) is collected first; anything larger, or of unknown size, is
-//! streamed once and never retried.
+//! streamed once and never retried. A request its policy can never retry
+//! (one attempt, or a non-idempotent method whose policy retries neither
+//! non-idempotent requests nor a method-free outcome such as a connect
+//! failure) is decided before anything is copied: it goes down as it is,
+//! its head not copied and its body not buffered.
 //!
 //! The body of a failed response that will be retried is read and discarded
 //! (up to 64 KiB) while backing off, then dropped, so that its connection
@@ -132,6 +136,7 @@ use crate::error::BoxError;
 use crate::ext::RouteInfo;
 use attempt::Retrying;
 use layer::Shared;
+use mesh_core::retry::{Decision, Outcome, RetryPolicy, StopReason, is_idempotent};
 
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_BUFFER, DEFAULT_MAX_PUSHBACK, OnRetry, RetryLayer};
@@ -202,7 +207,9 @@ where
                 .size_hint()
                 .upper()
                 .is_some_and(|upper| upper <= shared.max_buffer as u64);
-        if !replayable || policy.is_none_or(|p| p.attempts() <= 1) {
+        // Decide before copying anything: a request its policy can never
+        // retry goes down as it is.
+        if !replayable || policy.is_none_or(|p| !may_retry(p, req.method())) {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
 
@@ -232,4 +239,49 @@ where
             ResponseFuture::buffering(collect, retry)
         }
     }
+}
+
+/// Whether some outcome of the first attempt of a `method` request could be
+/// retried under `policy`. Exact for idempotent methods (attempts left);
+/// for the others it probes the outcomes a method does not restrict
+/// (connect failures, gRPC statuses) and, when the policy turns out to allow
+/// non-idempotent retries, answers yes (its status list is not enumerated).
+fn may_retry(policy: &RetryPolicy, method: &http::Method) -> bool {
+    if policy.attempts() <= 1 {
+        return false;
+    }
+    let method = method.as_str();
+    if is_idempotent(method) {
+        return true;
+    }
+    let grpc = |code| Outcome::Response {
+        status: 200,
+        grpc_status: Some(code),
+    };
+    let probes = [
+        Outcome::ConnectFailure,
+        Outcome::Reset,
+        Outcome::Timeout,
+        Outcome::Response {
+            status: 503,
+            grpc_status: None,
+        },
+        grpc(1),
+        grpc(4),
+        grpc(8),
+        grpc(13),
+        grpc(14),
+    ];
+    let mut method_blocked = false;
+    for outcome in probes {
+        match policy.should_retry(outcome, 1, method) {
+            Decision::RetryAfter(_) => return true,
+            Decision::Stop(StopReason::NonIdempotent) => method_blocked = true,
+            Decision::Stop(_) => {}
+        }
+    }
+    // Blocked by the method: only the method-free outcomes probed above
+    // could have been retried, and none is. Otherwise the policy may retry
+    // non-idempotent requests on a listed status: keep the copy.
+    !method_blocked
 }

@@ -109,3 +109,37 @@ async fn a_retried_response_body_is_drained() {
     }));
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
 }
+
+/// A request its policy can never retry (a POST, retried on a listed
+/// status only, non-idempotent retries off) is neither copied nor buffered;
+/// the same policy buffers a GET's body for a replay.
+#[tokio::test(start_paused = true)]
+async fn a_request_that_can_never_be_retried_is_not_buffered() {
+    let layer = || RetryLayer::new(Some(policy(|c| c.on = vec![RetryOn::Status(503)])));
+    let body = || MeshBody::streaming(http_body_util::Full::new(Bytes::from_static(b"x")));
+    let post = Request::post("http://news-service/").body(body()).unwrap();
+    let (call, mut handle) = spawn(layer(), post);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(!req.body().is_buffered());
+    send.send_response(status(503));
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.extensions().get::<Attempts>(), Some(&Attempts(1)));
+
+    let (call, mut handle) = spawn(layer(), get(body()));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(req.body().is_buffered());
+    send.send_response(status(503));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // A POST under `5xx` may still be retried after a connect failure:
+    // kept for a replay.
+    let post = Request::post("http://news-service/").body(body()).unwrap();
+    let (call, mut handle) = spawn(RetryLayer::new(Some(policy(|_| {}))), post);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(req.body().is_buffered());
+    send.send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
