@@ -9,7 +9,7 @@
 //! | [`Subset`] | request | router (when the route splits) | balancer |
 //! | [`Deadline`] | request | overall timeout | per-try timeout, retry |
 //! | [`TriedEndpoints`] | request | retry (from the second attempt on) | balancer |
-//! | [`AttemptEndpoint`] | request | per-try timeout (a cell the balancer fills) | per-try timeout |
+//! | [`AttemptEndpoint`] | request | a caller or layer that wants to know (a cell the balancer fills) | that caller |
 //! | [`ServedBy`] | response | balancer | retry, metrics, the application |
 //! | [`Attempts`] | response | retry | metrics, the application |
 //! | [`PeerIdentity`] | request (server) | mTLS accept | authorization, server metrics, the application |
@@ -65,11 +65,12 @@ impl Deadline {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TriedEndpoints(pub Vec<SocketAddr>);
 
-/// Where the current attempt went: a request-scoped cell the per-try timeout
-/// inserts and the balancer fills when it picks. An attempt cut short by its
-/// timer is dropped before it can say where it was, so the timeout reads the
-/// cell and names the endpoint in its error ([`EndpointError`]), and the
-/// retry layer avoids that endpoint next time.
+/// Where the current attempt went: a request-scoped cell the balancer fills
+/// when it picks, for whoever inserted it. An attempt cut short by a timer
+/// is dropped before it can say where it was; the cell still can. (The
+/// per-try timeout needs no cell: the balancer tells it directly, within
+/// its `call`, so that it names the endpoint in its error
+/// ([`EndpointError`]) and the retry layer avoids that endpoint next time.)
 ///
 /// [`EndpointError`]: crate::error::EndpointError
 #[derive(Debug, Clone, Default)]

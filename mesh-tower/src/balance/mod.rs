@@ -219,6 +219,8 @@ where
                 ResponseFuture::attempt(self.inner.call(req), attempt, permit)
             }
             Ok(None) => {
+                // Picked later: a per-try timeout above learns it from a cell.
+                let later = crate::timeout::attempt::cell();
                 let tried = tried.to_vec();
                 drop(snap);
                 let shared = shared.clone();
@@ -229,6 +231,9 @@ where
                     let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
                     attempt.set_timeout_at(timeout_at);
                     attempt.observe(req.extensions());
+                    if let Some(cell) = &later {
+                        cell.set(attempt.address());
+                    }
                     note_endpoint(&req, &attempt);
                     crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
                     let mut inner = inner;
@@ -243,8 +248,10 @@ where
     }
 }
 
-/// Tells a per-try timeout above where this attempt went.
+/// Tells a per-try timeout above where this attempt went (its scope, see
+/// `timeout::attempt`), and the request's own [`AttemptEndpoint`] if any.
 fn note_endpoint<B>(req: &Request<B>, attempt: &attempt::Attempt) {
+    crate::timeout::attempt::picked(attempt.address());
     if let Some(cell) = req.extensions().get::<AttemptEndpoint>() {
         cell.set(attempt.address());
     }

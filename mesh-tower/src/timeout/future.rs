@@ -8,9 +8,9 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use super::attempt::Picked;
 use super::cover;
 use crate::error::{BoxError, Elapsed, EndpointError, TimeoutKind};
-use crate::ext::AttemptEndpoint;
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout): the inner future
@@ -28,7 +28,7 @@ pin_project! {
         kind: TimeoutKind,
         after: Duration,
         at: Instant,
-        endpoint: Option<AttemptEndpoint>,
+        endpoint: Picked,
     }
 }
 
@@ -43,7 +43,7 @@ impl<F> ResponseFuture<F> {
             kind: TimeoutKind::Call,
             after: Duration::ZERO,
             at: crate::clock::now(),
-            endpoint: None,
+            endpoint: Picked::Unknown,
         }
     }
 
@@ -59,14 +59,14 @@ impl<F> ResponseFuture<F> {
             kind,
             after,
             at,
-            endpoint: None,
+            endpoint: Picked::Unknown,
         }
     }
 
     /// Names the endpoint in the timeout's error, once the balancer has
-    /// filled `cell`.
-    pub(super) fn with_endpoint(mut self, cell: AttemptEndpoint) -> Self {
-        self.endpoint = Some(cell);
+    /// picked it.
+    pub(super) fn with_endpoint(mut self, picked: Picked) -> Self {
+        self.endpoint = picked;
         self
     }
 }
@@ -119,15 +119,13 @@ where
         match sleep.poll(cx) {
             Poll::Ready(()) => {
                 let err = elapsed();
-                Poll::Ready(Err(
-                    match this.endpoint.as_ref().and_then(AttemptEndpoint::get) {
-                        Some(endpoint) => Box::new(EndpointError {
-                            endpoint,
-                            source: err,
-                        }),
-                        None => err,
-                    },
-                ))
+                Poll::Ready(Err(match this.endpoint.get() {
+                    Some(endpoint) => Box::new(EndpointError {
+                        endpoint,
+                        source: err,
+                    }),
+                    None => err,
+                }))
             }
             Poll::Pending => {
                 cover::report(*this.at);

@@ -57,6 +57,7 @@
 //! [`RouteInfo`]: crate::ext::RouteInfo
 //! [`Elapsed`]: crate::error::Elapsed
 
+pub(crate) mod attempt;
 pub(crate) mod cover;
 mod future;
 pub mod grpc;
@@ -71,7 +72,7 @@ use tower::Service;
 
 use crate::body::MeshBody;
 use crate::error::{BoxError, TimeoutKind};
-use crate::ext::{AttemptEndpoint, Deadline, RouteInfo};
+use crate::ext::{Deadline, RouteInfo};
 
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
@@ -198,13 +199,12 @@ where
                 let Some(at) = now.checked_add(after) else {
                     return ResponseFuture::passthrough(self.inner.call(req));
                 };
-                // A fresh cell per attempt: the balancer below fills it, so
-                // a fired timer can name the endpoint it gave up on.
+                // The balancer below tells this scope where the attempt
+                // went, so a fired timer can name the endpoint it gave up on.
                 grpc::refresh(&mut req, Some(after));
-                let cell = AttemptEndpoint::new();
-                req.extensions_mut().insert(cell.clone());
-                ResponseFuture::timed(self.inner.call(req), at, TimeoutKind::PerTry, after)
-                    .with_endpoint(cell)
+                let inner = &mut self.inner;
+                let (future, picked) = attempt::scoped(|| inner.call(req));
+                ResponseFuture::timed(future, at, TimeoutKind::PerTry, after).with_endpoint(picked)
             }
         }
     }

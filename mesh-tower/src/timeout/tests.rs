@@ -172,23 +172,36 @@ async fn responses_and_errors_in_time_pass_through() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fired_per_try_timer_names_the_endpoint_the_balancer_picked() {
-    // The balancer fills the attempt's cell; the attempt is then dropped by
-    // the timer, so only the cell can say where it went.
-    let (svc, mut handle) = mock::pair::<Request<MeshBody>, Response<()>>();
-    let layer = TimeoutLayer::per_try(Some(Duration::from_millis(100)));
-    let call = tokio::spawn(layer.layer(svc).oneshot(req()));
-    let (seen, _hung) = handle.next_request().await.unwrap();
+    // The balancer reports its pick to the attempt's scope during `call`
+    // (fast path) or fills a cell it asked the scope for (slow path); the
+    // attempt is then dropped by the timer, so only the scope can say where
+    // it went.
     let endpoint: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-    seen.extensions()
-        .get::<AttemptEndpoint>()
-        .expect("a cell per attempt")
-        .set(endpoint);
-    let err = call.await.unwrap().unwrap_err();
-    let named = err.downcast_ref::<crate::error::EndpointError>().unwrap();
-    assert_eq!(named.endpoint, endpoint);
-    let elapsed = named.source.downcast_ref::<Elapsed>().unwrap();
-    assert_eq!(elapsed.kind, TimeoutKind::PerTry);
-    assert_eq!(crate::error::kind(&*err), crate::error::ErrorKind::Timeout);
+    for slow in [false, true] {
+        let svc = tower::service_fn(move |_req: Request<MeshBody>| {
+            let later = if slow {
+                attempt::cell()
+            } else {
+                attempt::picked(endpoint);
+                None
+            };
+            async move {
+                if let Some(cell) = later {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    cell.set(endpoint);
+                }
+                std::future::pending::<()>().await;
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        });
+        let layer = TimeoutLayer::per_try(Some(Duration::from_millis(100)));
+        let err = layer.layer(svc).oneshot(req()).await.unwrap_err();
+        let named = err.downcast_ref::<crate::error::EndpointError>().unwrap();
+        assert_eq!(named.endpoint, endpoint, "slow path: {slow}");
+        let elapsed = named.source.downcast_ref::<Elapsed>().unwrap();
+        assert_eq!(elapsed.kind, TimeoutKind::PerTry);
+        assert_eq!(crate::error::kind(&*err), crate::error::ErrorKind::Timeout);
+    }
 
     // Nothing picked (e.g. still waiting for endpoints): a bare Elapsed.
     let (elapsed, _, _) = hang(
