@@ -134,6 +134,9 @@ pub fn kind(err: &(dyn Error + 'static)) -> ErrorKind {
         if e.is::<NoRoute>() {
             return ErrorKind::NoRoute;
         }
+        if e.is::<crate::connect::ConnectError>() {
+            return ErrorKind::ConnectFailure;
+        }
         if let Some(e) = e.downcast_ref::<hyper_util::client::legacy::Error>()
             && e.is_connect()
         {

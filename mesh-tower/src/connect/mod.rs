@@ -6,11 +6,16 @@
 //! service name, `news-service`) in the `Host` header. What is left is to
 //! send it over a pooled connection:
 //!
-//! - a hyper-util legacy [`Client`] over an [`HttpConnector`] with
-//!   `TCP_NODELAY` and a connect timeout, pooling idle connections per
-//!   endpoint address (the pool key is the rewritten authority);
-//! - HTTP/1.1 for `protocol: http`, HTTP/2 with prior knowledge (no
-//!   upgrade) for `protocol: http2` and `grpc`;
+//! - TCP from an [`HttpConnector`] with `TCP_NODELAY` and a connect
+//!   timeout; connections are pooled per endpoint address (the pool key is
+//!   the rewritten authority);
+//! - HTTP/1.1 for `protocol: http`, over a hyper-util legacy [`Client`]
+//!   pooling idle connections;
+//! - HTTP/2 with prior knowledge (no upgrade) for `protocol: http2` and
+//!   `grpc`, over a set of multiplexed connections per endpoint: one, and
+//!   more when the server's `SETTINGS_MAX_CONCURRENT_STREAMS` (or
+//!   [`ConnectConfig::http2_max_streams_per_connection`]) is reached (see
+//!   `h2pool.rs`);
 //! - plaintext ([`Connector::new`]), or mTLS ([`Connector::tls`]): TLS 1.3
 //!   presenting the local certificate, the server verified by its SPIFFE
 //!   ID, ALPN `h2` or `http/1.1`, session resumption (see [`crate::tls`]).
@@ -53,11 +58,38 @@ use mesh_core::config::Protocol;
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
+mod h2pool;
+mod sniff;
 #[cfg(test)]
 mod tests;
 mod tls;
 
+pub use h2pool::NoAuthority;
 pub use tls::TlsHandshakeError;
+
+/// An HTTP/2 connection to an endpoint could not be established (TCP, TLS
+/// or the HTTP/2 handshake): [`ErrorKind::ConnectFailure`](crate::error::ErrorKind).
+/// Requests that waited for the same connection share its cause.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    /// The endpoint (`host:port`).
+    pub endpoint: String,
+    /// Why (an [`IdentityMismatch`](crate::tls::IdentityMismatch), a
+    /// [`TlsHandshakeError`], an I/O error, ...).
+    pub source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connecting to {}: {}", self.endpoint, self.source)
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
 
 /// How connections are made and pooled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +98,12 @@ pub struct ConnectConfig {
     pub connect_timeout: Duration,
     /// How long an idle pooled connection is kept (default 90s).
     pub pool_idle_timeout: Duration,
-    /// Idle connections kept per endpoint (default 32).
+    /// Idle connections kept per endpoint (default 32; HTTP/1.1).
     pub pool_max_idle_per_host: usize,
+    /// HTTP/2: the most requests in flight on one connection before another
+    /// is opened to the same endpoint (default 100). The server's own
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, when lower, wins.
+    pub http2_max_streams_per_connection: usize,
 }
 
 impl Default for ConnectConfig {
@@ -76,6 +112,7 @@ impl Default for ConnectConfig {
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            http2_max_streams_per_connection: 100,
         }
     }
 }
@@ -97,6 +134,20 @@ pub struct Connector {
 enum Inner {
     Plain(std::sync::Arc<Client<HttpConnector, MeshBody>>),
     Tls(std::sync::Arc<Client<tls::TlsConnect, MeshBody>>),
+    H2Plain(std::sync::Arc<h2pool::H2Pool<HttpConnector>>),
+    H2Tls(std::sync::Arc<h2pool::H2Pool<tls::TlsConnect>>),
+}
+
+fn is_h2(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Http2 | Protocol::Grpc)
+}
+
+fn pool_config(config: &ConnectConfig) -> h2pool::PoolConfig {
+    h2pool::PoolConfig {
+        max_streams: config.http2_max_streams_per_connection,
+        idle_timeout: config.pool_idle_timeout,
+        handshake_timeout: config.connect_timeout,
+    }
 }
 
 fn http_connector(config: &ConnectConfig) -> HttpConnector {
@@ -117,7 +168,7 @@ fn client_builder(
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .timer(hyper_util::rt::TokioTimer::new());
-    if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
+    if is_h2(protocol) {
         builder.http2_only(true);
     }
     builder
@@ -127,6 +178,12 @@ impl Connector {
     /// A connector speaking HTTP/1.1 (`http`) or HTTP/2 with prior knowledge
     /// (`http2`, `grpc`).
     pub fn new(protocol: Protocol, config: &ConnectConfig) -> Self {
+        if is_h2(protocol) {
+            let pool = h2pool::H2Pool::new(http_connector(config), pool_config(config));
+            return Self {
+                client: Inner::H2Plain(std::sync::Arc::new(pool)),
+            };
+        }
         let builder = client_builder(protocol, config);
         Self {
             client: Inner::Plain(std::sync::Arc::new(builder.build(http_connector(config)))),
@@ -147,8 +204,14 @@ impl Connector {
             Protocol::Http2 | Protocol::Grpc => vec![b"h2".to_vec()],
         };
         let client_config = tls.client_config(expected, alpn)?;
-        let builder = client_builder(protocol, config);
         let connect = tls::TlsConnect::new(http_connector(config), client_config);
+        if is_h2(protocol) {
+            let pool = h2pool::H2Pool::new(connect, pool_config(config));
+            return Ok(Self {
+                client: Inner::H2Tls(std::sync::Arc::new(pool)),
+            });
+        }
+        let builder = client_builder(protocol, config);
         Ok(Self {
             client: Inner::Tls(std::sync::Arc::new(builder.build(connect))),
         })
@@ -156,7 +219,7 @@ impl Connector {
 
     /// Whether connections are mTLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.client, Inner::Tls(_))
+        matches!(self.client, Inner::Tls(_) | Inner::H2Tls(_))
     }
 }
 
@@ -172,8 +235,16 @@ impl tower::Service<Request<MeshBody>> for Connector {
     fn call(&mut self, req: Request<MeshBody>) -> ResponseFuture {
         ResponseFuture {
             inner: match &self.client {
-                Inner::Plain(c) => c.request(req),
-                Inner::Tls(c) => c.request(req),
+                Inner::Plain(c) => Fut::Legacy(c.request(req)),
+                Inner::Tls(c) => Fut::Legacy(c.request(req)),
+                Inner::H2Plain(pool) => {
+                    let pool = std::sync::Arc::clone(pool);
+                    Fut::H2(Box::pin(async move { pool.send(req).await }))
+                }
+                Inner::H2Tls(pool) => {
+                    let pool = std::sync::Arc::clone(pool);
+                    Fut::H2(Box::pin(async move { pool.send(req).await }))
+                }
             },
         }
     }
@@ -181,7 +252,14 @@ impl tower::Service<Request<MeshBody>> for Connector {
 
 /// The [`Connector`]'s response future.
 pub struct ResponseFuture {
-    inner: hyper_util::client::legacy::ResponseFuture,
+    inner: Fut,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+
+enum Fut {
+    Legacy(hyper_util::client::legacy::ResponseFuture),
+    H2(BoxFuture),
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -194,10 +272,11 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The legacy client's future is `Unpin`.
-        Pin::new(&mut self.inner)
-            .poll(cx)
-            .map_err(|e| Box::new(e) as BoxError)
+        // Both futures are `Unpin`.
+        match &mut self.inner {
+            Fut::Legacy(f) => Pin::new(f).poll(cx).map_err(|e| Box::new(e) as BoxError),
+            Fut::H2(f) => f.as_mut().poll(cx),
+        }
     }
 }
 

@@ -1,0 +1,372 @@
+//! HTTP/2 connection sets: one multiplexed connection per endpoint, more
+//! when the server's stream limit is reached.
+//!
+//! hyper-util's legacy pool keeps ONE HTTP/2 connection per host; requests
+//! beyond the server's `SETTINGS_MAX_CONCURRENT_STREAMS` then queue inside
+//! h2. Like Envoy, [`H2Pool`] instead keeps a *set* of hyper
+//! `client::conn::http2` connections per authority (endpoint address; a TLS
+//! connector verifies one identity, so the identity is part of the pool):
+//!
+//! - each connection counts its in-flight requests (from dispatch until the
+//!   response head: a streaming response body is not counted) and has a
+//!   limit: the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, read off the
+//!   wire ([`sniff`](super::sniff)), capped by
+//!   [`ConnectConfig::http2_max_streams_per_connection`](super::ConnectConfig);
+//! - a request takes the least-loaded connection under its limit; when all
+//!   are full it opens a new one. One connection is opened at a time per
+//!   authority: concurrent requests wait for it instead of stampeding, and
+//!   share its connect error if it fails;
+//! - a request the server refuses with `REFUSED_STREAM` (its limit went
+//!   down), or that a closing connection never sent, is sent once more on
+//!   another connection (a refused one needs a replayable body);
+//! - closed connections (GOAWAY, errors, EOF) leave the set; a connection
+//!   idle for the pool idle timeout is dropped from it and closes once its
+//!   last response body is done.
+//!
+//! The hot path takes one short `parking_lot` lock per request on the
+//! authority's set (never across an await) and a read lock on the map of
+//! sets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{Builder, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::ConnectError;
+use super::sniff::{Learned, Sniff};
+use crate::body::MeshBody;
+use crate::error::BoxError;
+
+/// What the pool needs from a [`ConnectConfig`](super::ConnectConfig).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolConfig {
+    pub(crate) max_streams: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+}
+
+/// Per-authority sets of HTTP/2 connections made by `C` (TCP or TLS).
+pub(crate) struct H2Pool<C> {
+    connect: C,
+    builder: Builder<TokioExecutor>,
+    config: PoolConfig,
+    sets: RwLock<HashMap<Authority, Arc<ConnSet>>>,
+}
+
+impl<C> std::fmt::Debug for H2Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Pool")
+            .field("config", &self.config)
+            .field("authorities", &self.sets.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connections to one authority.
+#[derive(Default)]
+struct ConnSet {
+    state: Mutex<SetState>,
+    /// Notified when an opening attempt ends.
+    opened: Notify,
+}
+
+#[derive(Default)]
+struct SetState {
+    conns: Vec<Arc<Conn>>,
+    opening: bool,
+    /// Counts failed opening attempts; the last one's error.
+    failures: u64,
+    last_error: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// One HTTP/2 connection.
+struct Conn {
+    send: SendRequest<MeshBody>,
+    in_flight: AtomicUsize,
+    /// Our cap, lowered when the server refuses a stream.
+    limit: AtomicUsize,
+    learned: Arc<Learned>,
+    idle_since: Mutex<Instant>,
+}
+
+impl Conn {
+    fn limit(&self) -> usize {
+        let ours = self.limit.load(Ordering::Relaxed);
+        self.learned
+            .max_streams()
+            .map_or(ours, |theirs| ours.min(theirs))
+    }
+}
+
+/// A request's claim on a connection's stream; released on drop.
+struct Claim {
+    conn: Arc<Conn>,
+    /// In-flight requests on the connection before this one.
+    before: usize,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.conn.idle_since.lock() = Instant::now();
+        }
+    }
+}
+
+impl SetState {
+    /// Claims a stream on the least-loaded open connection under its limit.
+    fn pick(&mut self) -> Option<Claim> {
+        self.conns.retain(|c| !c.send.is_closed());
+        let best = self
+            .conns
+            .iter()
+            .map(|c| (c, c.in_flight.load(Ordering::Acquire)))
+            .filter(|(c, n)| *n < c.limit())
+            .min_by_key(|(_, n)| *n)?;
+        let (conn, before) = (Arc::clone(best.0), best.1);
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(Claim { conn, before })
+    }
+}
+
+impl<C> H2Pool<C>
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+{
+    pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        Self {
+            connect,
+            builder,
+            config,
+            sets: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn set(&self, authority: &Authority) -> Arc<ConnSet> {
+        if let Some(set) = self.sets.read().get(authority) {
+            return Arc::clone(set);
+        }
+        Arc::clone(self.sets.write().entry(authority.clone()).or_default())
+    }
+
+    /// Sends `req` (whose URI names the endpoint) on the authority's set.
+    pub(crate) async fn send(
+        &self,
+        req: Request<MeshBody>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let Some(authority) = req.uri().authority().cloned() else {
+            return Err(Box::new(NoAuthority(req.uri().clone())));
+        };
+        let set = self.set(&authority);
+        let claim = self.claim(&set, &authority).await?;
+        // A stream can only be refused for the server's limit when others
+        // are open: keep a copy for a retry then, if the body replays.
+        let (req, copy) = if claim.before > 0 && req.body().is_buffered() {
+            let (parts, body) = req.into_parts();
+            let copy = body
+                .try_clone()
+                .map(|b| Request::from_parts(parts.clone(), b));
+            (Request::from_parts(parts, body), copy)
+        } else {
+            (req, None)
+        };
+        let mut send = claim.conn.send.clone();
+        let retry = match send.try_send_request(req).await {
+            Ok(response) => return Ok(response),
+            Err(mut err) => match err.take_message().or(copy) {
+                Some(again) if unsent_or_refused(err.error()) => {
+                    if is_refused(err.error()) {
+                        // The server's limit went down: stay under it.
+                        let lower = claim
+                            .conn
+                            .in_flight
+                            .load(Ordering::Acquire)
+                            .saturating_sub(1);
+                        claim.conn.limit.store(lower.max(1), Ordering::Relaxed);
+                    }
+                    again
+                }
+                _ => return Err(Box::new(err.into_error())),
+            },
+        };
+        drop(claim);
+        let claim = self.claim(&set, &authority).await?;
+        let mut send = claim.conn.send.clone();
+        send.send_request(retry)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+
+    /// Claims a stream on `set`, opening a connection if all are full.
+    async fn claim(&self, set: &Arc<ConnSet>, authority: &Authority) -> Result<Claim, BoxError> {
+        let mut seen_failures = None;
+        loop {
+            let wait = {
+                let mut state = set.state.lock();
+                if let Some(claim) = state.pick() {
+                    return Ok(claim);
+                }
+                if let Some(seen) = seen_failures
+                    && state.failures != seen
+                    && let Some(error) = &state.last_error
+                {
+                    // The connection we waited for failed: so do we.
+                    return Err(Box::new(ConnectError {
+                        endpoint: authority.to_string(),
+                        source: Arc::clone(error),
+                    }));
+                }
+                if state.opening {
+                    seen_failures = Some(state.failures);
+                    Some(set.opened.notified())
+                } else {
+                    state.opening = true;
+                    None
+                }
+            };
+            if let Some(wait) = wait {
+                wait.await;
+                continue;
+            }
+            let opened = self.open(set, authority).await;
+            let mut state = set.state.lock();
+            state.opening = false;
+            let result = match opened {
+                Ok(conn) => {
+                    state.conns.push(conn);
+                    Ok(())
+                }
+                Err(error) => {
+                    let error: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error);
+                    state.failures = state.failures.wrapping_add(1);
+                    state.last_error = Some(Arc::clone(&error));
+                    Err(ConnectError {
+                        endpoint: authority.to_string(),
+                        source: error,
+                    })
+                }
+            };
+            drop(state);
+            set.opened.notify_waiters();
+            result?;
+        }
+    }
+
+    /// Connects, handshakes, waits for the server's first SETTINGS (bounded)
+    /// and spawns the connection's task.
+    async fn open(&self, set: &Arc<ConnSet>, authority: &Authority) -> Result<Arc<Conn>, BoxError> {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| Box::new(e) as BoxError)?;
+        let mut connect = self.connect.clone();
+        std::future::poll_fn(|cx| connect.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        let io = connect.call(uri).await.map_err(Into::into)?;
+        let learned = Arc::new(Learned::default());
+        let io = Sniff::new(io, Arc::clone(&learned));
+        let handshake = self.builder.handshake::<_, MeshBody>(io);
+        let (send, connection) = tokio::time::timeout(self.config.handshake_timeout, handshake)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)??;
+        let conn = Arc::new(Conn {
+            send,
+            in_flight: AtomicUsize::new(0),
+            limit: AtomicUsize::new(self.config.max_streams.max(1)),
+            learned: Arc::clone(&learned),
+            idle_since: Mutex::new(Instant::now()),
+        });
+        tokio::spawn(drive(
+            connection,
+            Arc::downgrade(set),
+            Arc::downgrade(&conn),
+            self.config.idle_timeout,
+        ));
+        // The server's preface arrives right away; a server that is slow
+        // to send it gets the configured limit until then.
+        let _ = tokio::time::timeout(self.config.handshake_timeout, learned.wait()).await;
+        Ok(conn)
+    }
+}
+
+/// Runs a connection; drops it from its set when it ends or has been idle
+/// for `idle`. Holding only weak references, it lets the connection close
+/// once the set and the last request let go of it.
+async fn drive<F>(connection: F, set: Weak<ConnSet>, conn: Weak<Conn>, idle: Duration)
+where
+    F: std::future::Future,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut check = Instant::now() + idle;
+    let mut reaped = false;
+    loop {
+        tokio::select! {
+            _ = &mut connection => break,
+            () = tokio::time::sleep_until(check), if !reaped => {
+                match reap_if_idle(&set, &conn, idle) {
+                    Ok(()) => reaped = true,
+                    Err(next) => check = next,
+                }
+            }
+        }
+    }
+    if let (Some(set), Some(conn)) = (set.upgrade(), conn.upgrade()) {
+        set.state.lock().conns.retain(|c| !Arc::ptr_eq(c, &conn));
+    }
+}
+
+/// Removes `conn` from `set` if idle for `idle`; else the next check time.
+fn reap_if_idle(set: &Weak<ConnSet>, conn: &Weak<Conn>, idle: Duration) -> Result<(), Instant> {
+    let (Some(set), Some(conn)) = (set.upgrade(), conn.upgrade()) else {
+        return Ok(());
+    };
+    let mut state = set.state.lock();
+    let since = *conn.idle_since.lock();
+    if conn.in_flight.load(Ordering::Acquire) > 0 {
+        return Err(Instant::now() + idle);
+    }
+    if since.elapsed() < idle {
+        return Err(since + idle);
+    }
+    state.conns.retain(|c| !Arc::ptr_eq(c, &conn));
+    Ok(())
+}
+
+/// Whether a request may go again on another connection: it was never sent,
+/// or the server refused its stream (so did not process it).
+fn unsent_or_refused(err: &hyper::Error) -> bool {
+    err.is_canceled() || is_refused(err)
+}
+
+fn is_refused(err: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// A request URI without an authority reached the connector.
+#[derive(Debug, thiserror::Error)]
+#[error("request URI `{0}` names no endpoint (no authority)")]
+pub struct NoAuthority(pub Uri);
