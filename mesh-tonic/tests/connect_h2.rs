@@ -85,7 +85,10 @@ async fn a_stream_limit_of_2_spreads_ten_calls_over_five_connections() {
     let (addr, accepted, _stop) = server(2).await;
     ten_calls(addr).await;
     let n = accepted.load(Ordering::SeqCst);
-    assert!(n >= 5, "10 calls at 2 streams per connection used {n} connections");
+    assert!(
+        n >= 5,
+        "10 calls at 2 streams per connection used {n} connections"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,10 @@ struct Server {
 impl Server {
     async fn start(max_streams: u32, delay: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, max_streams, delay)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, max_streams: u32, delay: Duration) -> Self {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
@@ -234,4 +238,90 @@ async fn connection_refused_is_a_connect_failure_for_every_waiter() {
         );
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
+}
+
+/// A raw h2 server answering after 200ms, except that the second stream of
+/// each connection is refused with `REFUSED_STREAM`.
+async fn refusing_server() -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (a, r) = (accepted.clone(), refused.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(tcp).await.unwrap();
+                let mut streams = 0;
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    streams += 1;
+                    if streams == 2 {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let mut body = respond.send_response(Response::new(()), false).unwrap();
+                        body.send_data(Bytes::from_static(b"ok"), true).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    (addr, accepted, refused, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_sent_again_on_another_connection() {
+    let (addr, accepted, refused, server) = refusing_server().await;
+    let connector = Connector::new(Protocol::Http2, &ConnectConfig::default());
+    let send = |delay: u64| {
+        let connector = connector.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let mut req = Request::post("http://news/")
+                .body(MeshBody::full("x"))
+                .unwrap();
+            set_endpoint(&mut req, &authority(addr).unwrap());
+            let response = connector.oneshot(req).await.unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+    };
+    let (first, second) = (send(0), send(50));
+    assert_eq!(first.await.unwrap(), "ok");
+    assert_eq!(second.await.unwrap(), "ok");
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_while_its_connection_opens_does_not_block_the_next() {
+    // Bound but not accepting yet: TCP connects, the server's SETTINGS never come.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ConnectConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..ConnectConfig::default()
+    };
+    let connector = Connector::new(Protocol::Http2, &config);
+    let first =
+        tokio::time::timeout(Duration::from_millis(100), call(&connector, addr, "/a")).await;
+    assert!(first.is_err(), "the first call cannot have been answered");
+    let server = Server::serve(listener, 100, Duration::ZERO);
+    let second = tokio::time::timeout(Duration::from_secs(3), call(&connector, addr, "/b")).await;
+    assert_eq!(
+        second.expect("the second call waited on the abandoned opening"),
+        "/b"
+    );
+    drop(server);
 }

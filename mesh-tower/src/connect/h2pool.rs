@@ -242,13 +242,20 @@ where
                 wait.await;
                 continue;
             }
+            // Reset `opening` even if this request is dropped mid-connect.
+            let mut opening = Opening { set, done: false };
             let opened = self.open(set, authority).await;
+            opening.done = true;
             let mut state = set.state.lock();
             state.opening = false;
+            // The opener takes a stream on its new connection directly: if
+            // the connection is already closed, the request fails on it
+            // rather than opening connections in a loop.
             let result = match opened {
                 Ok(conn) => {
-                    state.conns.push(conn);
-                    Ok(())
+                    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+                    state.conns.push(Arc::clone(&conn));
+                    Ok(Claim { conn, before: 0 })
                 }
                 Err(error) => {
                     let error: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error);
@@ -262,7 +269,7 @@ where
             };
             drop(state);
             set.opened.notify_waiters();
-            result?;
+            return result.map_err(|e| Box::new(e) as BoxError);
         }
     }
 
@@ -306,6 +313,22 @@ where
     }
 }
 
+/// Marks the end of an opening attempt that was dropped before it ended,
+/// so that waiting requests do not wait forever.
+struct Opening<'a> {
+    set: &'a ConnSet,
+    done: bool,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.set.state.lock().opening = false;
+            self.set.opened.notify_waiters();
+        }
+    }
+}
+
 /// Runs a connection; drops it from its set when it ends or has been idle
 /// for `idle`. Holding only weak references, it lets the connection close
 /// once the set and the last request let go of it.
@@ -327,8 +350,12 @@ where
             }
         }
     }
-    if let (Some(set), Some(conn)) = (set.upgrade(), conn.upgrade()) {
-        set.state.lock().conns.retain(|c| !Arc::ptr_eq(c, &conn));
+    if let Some(conn) = conn.upgrade() {
+        // Ended before its first frame: stop waiting for it.
+        conn.learned.finish(None);
+        if let Some(set) = set.upgrade() {
+            set.state.lock().conns.retain(|c| !Arc::ptr_eq(c, &conn));
+        }
     }
 }
 

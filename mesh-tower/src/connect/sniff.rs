@@ -60,26 +60,37 @@ impl Learned {
         notified.await;
     }
 
-    fn finish(&self, max_streams: Option<u32>) {
+    /// Records what the first frame said (once).
+    pub(crate) fn finish(&self, max_streams: Option<u32>) {
         // A server advertising 0 streams is stored as 1: the pool then opens
         // a connection per request rather than never sending.
         let value = max_streams.map_or(usize::MAX, |n| (n as usize).max(1));
-        self.max_streams.store(value, Ordering::Release);
+        let _ = self
+            .max_streams
+            .compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire);
         self.done.notify_waiters();
     }
 }
 
 /// Parses the first frame out of the bytes read so far.
 fn parse(buf: &[u8]) -> Parse {
-    let &[l0, l1, l2, kind, ..] = buf else {
+    // Give up as early as the bytes allow: h2 itself stops reading at a
+    // frame it rejects (a TLS alert's bytes read as a huge length).
+    let &[l0, l1, l2, ..] = buf else {
         return Parse::More;
     };
+    let len = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
+    if len > MAX_PAYLOAD || len % 6 != 0 {
+        return Parse::Done(None);
+    }
+    let &[_, _, _, kind, ..] = buf else {
+        return Parse::More;
+    };
+    if kind != SETTINGS {
+        return Parse::Done(None);
+    }
     if buf.len() < HEADER {
         return Parse::More;
-    }
-    let len = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
-    if kind != SETTINGS || len > MAX_PAYLOAD || len % 6 != 0 {
-        return Parse::Done(None);
     }
     let Some(payload) = buf.get(HEADER..HEADER + len) else {
         return Parse::More;
@@ -127,7 +138,7 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Sniff<T> {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let Some(seen) = this.seen.as_mut() else {
+        let Some(seen) = this.seen.as_mut().filter(|_| buf.remaining() > 0) else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         };
         // Read into a local buffer, look, then hand the bytes on.
@@ -135,20 +146,22 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Sniff<T> {
         let want = buf.remaining().min(local.len());
         let mut read = hyper::rt::ReadBuf::new(local.get_mut(..want).unwrap_or_default());
         let result = Pin::new(&mut this.inner).poll_read(cx, read.unfilled());
-        if let Poll::Ready(Ok(())) = &result {
-            let filled = read.filled();
-            buf.put_slice(filled);
-            if filled.is_empty() {
-                // EOF before a frame: nothing to learn.
-                this.seen = None;
-                this.learned.finish(None);
-            } else {
+        match &result {
+            Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                let filled = read.filled();
+                buf.put_slice(filled);
                 seen.extend_from_slice(filled);
                 if let Parse::Done(max) = parse(seen) {
                     this.seen = None;
                     this.learned.finish(max);
                 }
             }
+            // EOF or a reset before a whole frame: nothing to learn.
+            Poll::Ready(_) => {
+                this.seen = None;
+                this.learned.finish(None);
+            }
+            Poll::Pending => {}
         }
         result
     }
@@ -207,6 +220,8 @@ mod tests {
         assert_eq!(parse(&[0, 0, 0, 4, 0, 0, 0, 0, 0]), Parse::Done(None));
         // Not a SETTINGS frame: give up.
         assert_eq!(parse(&[0, 0, 0, 7, 0, 0, 0, 0, 0]), Parse::Done(None));
+        // A TLS alert (a plaintext client at a TLS server): give up at once.
+        assert_eq!(parse(&[21, 3, 3, 0, 2, 2, 50]), Parse::Done(None));
     }
 
     #[test]
