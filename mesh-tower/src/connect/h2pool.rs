@@ -187,18 +187,18 @@ where
         let mut send = claim.conn.send.clone();
         let retry = match send.try_send_request(req).await {
             Ok(response) => return Ok(response),
-            Err(mut err) => match err.take_message().or(copy) {
-                Some(again) if unsent_or_refused(err.error()) => {
-                    if is_refused(err.error()) {
-                        // The server's limit went down: stay under it.
-                        let lower = claim
-                            .conn
-                            .in_flight
-                            .load(Ordering::Acquire)
-                            .saturating_sub(1);
-                        claim.conn.limit.store(lower.max(1), Ordering::Relaxed);
-                    }
-                    again
+            Err(mut err) => match (err.take_message(), copy) {
+                // Never sent (the connection was closing): send it elsewhere.
+                (Some(unsent), _) => unsent,
+                // Refused, so not processed: the server's limit went down.
+                (None, Some(copy)) if is_refused(err.error()) => {
+                    let lower = claim
+                        .conn
+                        .in_flight
+                        .load(Ordering::Acquire)
+                        .saturating_sub(1);
+                    claim.conn.limit.store(lower.max(1), Ordering::Relaxed);
+                    copy
                 }
                 _ => return Err(Box::new(err.into_error())),
             },
@@ -376,12 +376,8 @@ fn reap_if_idle(set: &Weak<ConnSet>, conn: &Weak<Conn>, idle: Duration) -> Resul
     Ok(())
 }
 
-/// Whether a request may go again on another connection: it was never sent,
-/// or the server refused its stream (so did not process it).
-fn unsent_or_refused(err: &hyper::Error) -> bool {
-    err.is_canceled() || is_refused(err)
-}
-
+/// Whether the server refused the stream (`REFUSED_STREAM`): it did not
+/// process the request.
 fn is_refused(err: &hyper::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
