@@ -1,4 +1,4 @@
-//! The connector: pooled hyper-util connections to one endpoint at a time.
+//! The connector: pooled connections to one endpoint at a time.
 //!
 //! At the bottom of the client stack, below the balancer, a request already
 //! knows its endpoint: the balancer rewrote its URI to the endpoint's
@@ -24,11 +24,11 @@
 //!   shared between identities. A handshake failure is a connect error
 //!   ([`ErrorKind::ConnectFailure`](crate::error::ErrorKind)) whose cause is
 //!   an [`IdentityMismatch`](crate::tls::IdentityMismatch) or a
-//!   [`TlsHandshakeError`].
+//!   [`TlsHandshakeError`] (for HTTP/2 wrapped in a [`ConnectError`]).
 //!
 //! A connection to a removed endpoint is not closed by the removal: the
 //! requests in flight on it complete (draining), and it is dropped from the
-//! pool once idle.
+//! pool once idle for [`ConnectConfig::pool_idle_timeout`].
 //!
 //! ```
 //! use mesh_core::config::Protocol;
