@@ -239,8 +239,11 @@ fn registration_expiry_and_config_change_reach_envoy() {
         )
     });
     eprintln!("meshctl register B -> first request at B after {seen_b:?}");
-    register_b(&cp, b);
+    // The server stamps this heartbeat somewhere between these two instants;
+    // B's TTL runs from that stamp, so count from before the command (the CLI
+    // process can take a while to exit on a loaded machine).
     let last_beat = Instant::now();
+    register_b(&cp, b);
     let got = rt.block_on(counts(&client, listen, 40));
     eprintln!("A + B in rotation -> {got:?}");
     assert!(
