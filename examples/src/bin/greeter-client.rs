@@ -120,30 +120,6 @@ impl Summary {
     }
 }
 
-/// The canonical name of a gRPC status code (`UNAVAILABLE`), as the gRPC
-/// specification and `grpcurl` spell it.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// One worker: takes call numbers from `next` until `total` are taken.
 async fn worker(channel: MeshChannel, name: String, next: Arc<AtomicU64>, total: u64) -> Summary {
     let mut client = GreeterClient::new(channel);
@@ -154,7 +130,10 @@ async fn worker(channel: MeshChannel, name: String, next: Arc<AtomicU64>, total:
         match client.say_hello(request).await {
             Ok(response) => {
                 summary.succeeded += 1;
-                *summary.status.entry(code_name(Code::Ok)).or_default() += 1;
+                *summary
+                    .status
+                    .entry(mesh_tonic::server::code_name(Code::Ok))
+                    .or_default() += 1;
                 // The mesh says who answered, and after how many attempts.
                 if let Some(ServedBy(addr)) = response.extensions().get::<ServedBy>() {
                     *summary.endpoints.entry(addr.to_string()).or_default() += 1;
@@ -165,7 +144,10 @@ async fn worker(channel: MeshChannel, name: String, next: Arc<AtomicU64>, total:
             }
             Err(status) => {
                 summary.failed += 1;
-                *summary.status.entry(code_name(status.code())).or_default() += 1;
+                *summary
+                    .status
+                    .entry(mesh_tonic::server::code_name(status.code()))
+                    .or_default() += 1;
             }
         }
         summary.latencies.push(started.elapsed());

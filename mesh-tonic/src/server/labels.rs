@@ -65,27 +65,9 @@ pub(super) fn method_name(path: &str) -> &str {
 }
 
 /// A status code's canonical name, as gRFC A66 labels it (`OK`,
-/// `UNAVAILABLE`, ...).
+/// `UNAVAILABLE`, ...): [`crate::metrics::code_name`] for a [`Code`].
 pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
+    crate::metrics::code_name(u32::try_from(i32::from(code)).unwrap_or(2))
 }
 
 /// The `grpc-status` in `headers` (response headers of a trailers-only
