@@ -81,7 +81,8 @@ pub use future::{ResponseBody, ResponseFuture};
 pub use labels::code_name;
 
 use future::Recorder;
-use labels::{LabelCache, method_name};
+use labels::method_name;
+use mesh_tower::metrics::LabelCache;
 
 /// `grpc.server.call.duration` (gRFC A66).
 pub const SERVER_CALL_DURATION: &str = "grpc.server.call.duration";

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::router::View;
 use http::{Request, Response};
-use mesh_core::route::matcher::RequestView;
 use tower::Service;
 
 use super::Shared;
@@ -36,23 +36,6 @@ impl<S> Authz<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner
-    }
-}
-
-/// What mesh-core's matcher reads of an HTTP request.
-struct View<'a, B>(&'a Request<B>);
-
-impl<B> RequestView for View<'_, B> {
-    fn method(&self) -> &str {
-        self.0.method().as_str()
-    }
-
-    fn path(&self) -> &str {
-        self.0.uri().path()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.0.headers().get(name).and_then(|v| v.to_str().ok())
     }
 }
 

@@ -117,19 +117,23 @@ impl fmt::Debug for ServiceLabels {
 
 /// A copy-on-write map from a key to its attribute value: reads take no
 /// lock (an `ArcSwap` load), inserts copy the map. Suited to small sets
-/// that change rarely: endpoints, route templates, peer identities.
-pub(crate) struct LabelCache<K> {
+/// that change rarely: endpoints, route templates, gRPC methods, peer
+/// identities. Past a few thousand keys it stops growing (values are then
+/// built per use: correct, just not free).
+pub struct LabelCache<K> {
     map: ArcSwap<HashMap<K, Value>>,
 }
 
 impl<K: Hash + Eq + Clone> LabelCache<K> {
-    pub(crate) fn new() -> Self {
+    /// An empty cache.
+    pub fn new() -> Self {
         LabelCache {
             map: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
-    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Value>
+    /// The value cached for `key`, if any.
+    pub fn get<Q>(&self, key: &Q) -> Option<Value>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -137,8 +141,8 @@ impl<K: Hash + Eq + Clone> LabelCache<K> {
         self.map.load().get(key).cloned()
     }
 
-    /// Adds `key` unless the cache is full.
-    pub(crate) fn insert(&self, key: K, value: Value) {
+    /// Adds `key` unless it is cached already or the cache is full.
+    pub fn insert(&self, key: K, value: Value) {
         self.map.rcu(|cur| {
             if cur.len() >= CACHE_CAP || cur.contains_key(&key) {
                 return Arc::clone(cur);
@@ -149,8 +153,20 @@ impl<K: Hash + Eq + Clone> LabelCache<K> {
         });
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// How many keys are cached.
+    pub fn len(&self) -> usize {
         self.map.load().len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.load().is_empty()
+    }
+}
+
+impl<K: Hash + Eq + Clone> Default for LabelCache<K> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -71,8 +71,9 @@ use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableUpDownC
 use parking_lot::Mutex;
 
 pub use future::ResponseFuture;
+pub use labels::LabelCache;
 pub use labels::ServiceLabels;
-pub(crate) use labels::{Attrs, LabelCache, method_value};
+pub(crate) use labels::{Attrs, method_value};
 pub use layer::{ClientMetrics, MetricsLayer};
 
 /// The instrumentation scope name of the mesh's meter.

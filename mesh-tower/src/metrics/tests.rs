@@ -327,3 +327,12 @@ fn attrs_buffer_never_overflows() {
     }
     assert_eq!(a.as_slice().len(), 6);
 }
+
+#[test]
+fn the_label_cache_returns_what_was_inserted() {
+    let cache: LabelCache<Box<str>> = LabelCache::new();
+    assert!(cache.get("a").is_none());
+    cache.insert("a".into(), opentelemetry::Value::from("A"));
+    cache.insert("a".into(), opentelemetry::Value::from("other"));
+    assert_eq!(cache.get("a"), Some(opentelemetry::Value::from("A")));
+}

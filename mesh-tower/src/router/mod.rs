@@ -176,8 +176,9 @@ impl<S> Router<S> {
     }
 }
 
-/// What mesh-core's matcher reads of an HTTP request.
-struct View<'a, B>(&'a Request<B>);
+/// What mesh-core's matchers (routes, intentions' L7 permissions) read of an
+/// HTTP request.
+pub(crate) struct View<'a, B>(pub(crate) &'a Request<B>);
 
 impl<B> RequestView for View<'_, B> {
     fn method(&self) -> &str {
