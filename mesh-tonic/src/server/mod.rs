@@ -155,12 +155,9 @@ impl Shared {
     }
 
     fn source(&self, id: &SpiffeId) -> Value {
-        if let Some(v) = self.sources.get(id) {
-            return v;
-        }
-        let v = Value::from(Arc::<str>::from(id.as_str()));
-        self.sources.insert(id.clone(), v.clone());
-        v
+        self.sources.get_or_insert_with(id, || {
+            (id.clone(), Value::from(Arc::<str>::from(id.as_str())))
+        })
     }
 }
 

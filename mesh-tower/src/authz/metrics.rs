@@ -1,15 +1,13 @@
 //! The authorization counters, `mesh.authz.allowed` and `mesh.authz.denied`,
 //! and the per-caller label cache that keeps recording allocation-free.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use mesh_core::identity::SpiffeId;
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{KeyValue, Value};
 
-use crate::metrics::{SCOPE, SERVICE, SOURCE};
+use crate::metrics::{LabelCache, SCOPE, SERVICE, SOURCE};
 
 /// `mesh.authz.allowed`: requests the authorization layer let through.
 pub const ALLOWED: &str = "mesh.authz.allowed";
@@ -19,10 +17,6 @@ pub const DENIED: &str = "mesh.authz.denied";
 /// `prometheus -> * permission 0`, `prometheus -> * no permission`,
 /// `default`).
 pub const RULE: &str = "mesh.authz.rule";
-
-/// Distinct caller identities whose label values are cached; past that,
-/// values are built per request (correct, just not free).
-const SOURCE_CACHE_CAP: usize = 4096;
 
 /// The authorization instruments; clones share them.
 ///
@@ -73,18 +67,17 @@ impl AuthzMetrics {
     }
 }
 
-/// Caller SPIFFE ID -> its label value. Reads take no lock (an `ArcSwap`
-/// load); a new caller copies the map once.
+/// Caller SPIFFE ID -> its label value (cached: no lock on reads).
 #[derive(Debug)]
 pub(crate) struct SourceLabels {
-    map: ArcSwap<HashMap<SpiffeId, Value>>,
+    cache: LabelCache<SpiffeId>,
     anonymous: Value,
 }
 
 impl SourceLabels {
     pub(crate) fn new() -> SourceLabels {
         SourceLabels {
-            map: ArcSwap::from_pointee(HashMap::new()),
+            cache: LabelCache::new(),
             anonymous: Value::from(""),
         }
     }
@@ -94,18 +87,8 @@ impl SourceLabels {
         let Some(id) = id else {
             return self.anonymous.clone();
         };
-        if let Some(v) = self.map.load().get(id) {
-            return v.clone();
-        }
-        let v = Value::from(Arc::<str>::from(id.as_str()));
-        self.map.rcu(|cur| {
-            if cur.len() >= SOURCE_CACHE_CAP || cur.contains_key(id) {
-                return Arc::clone(cur);
-            }
-            let mut next = HashMap::clone(cur);
-            next.insert(id.clone(), v.clone());
-            Arc::new(next)
-        });
-        v
+        self.cache.get_or_insert_with(id, || {
+            (id.clone(), Value::from(Arc::<str>::from(id.as_str())))
+        })
     }
 }

@@ -153,6 +153,21 @@ impl<K: Hash + Eq + Clone> LabelCache<K> {
         });
     }
 
+    /// The value cached for `key`, or `make`'s (owned key, value), cached
+    /// unless the cache is full.
+    pub fn get_or_insert_with<Q>(&self, key: &Q, make: impl FnOnce() -> (K, Value)) -> Value
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.get(key) {
+            return v;
+        }
+        let (key, value) = make();
+        self.insert(key, value.clone());
+        value
+    }
+
     /// How many keys are cached.
     pub fn len(&self) -> usize {
         self.map.load().len()

@@ -122,21 +122,14 @@ impl<S> ServerMetrics<S> {
 
 impl Caches {
     fn route(&self, path: &str) -> Value {
-        if let Some(v) = self.routes.get(path) {
-            return v;
-        }
-        let v = Value::from(Arc::<str>::from(path));
-        self.routes.insert(path.into(), v.clone());
-        v
+        self.routes
+            .get_or_insert_with(path, || (path.into(), Value::from(Arc::<str>::from(path))))
     }
 
     fn source(&self, id: &mesh_core::identity::SpiffeId) -> Value {
-        if let Some(v) = self.sources.get(id) {
-            return v;
-        }
-        let v = Value::from(Arc::<str>::from(id.as_str()));
-        self.sources.insert(id.clone(), v.clone());
-        v
+        self.sources.get_or_insert_with(id, || {
+            (id.clone(), Value::from(Arc::<str>::from(id.as_str())))
+        })
     }
 }
 
