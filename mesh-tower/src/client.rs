@@ -125,6 +125,9 @@ where
         return mesh.take().unwrap_or_default();
     }
     match slot {
+        // An empty body (a GET's `Empty`, say) needs no box and is
+        // replayable as is.
+        Some(body) if body.is_end_stream() => MeshBody::empty(),
         Some(body) => MeshBody::streaming(body),
         None => MeshBody::empty(),
     }
@@ -166,5 +169,22 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Empty, Full};
+
+    #[test]
+    fn an_empty_body_becomes_a_replayable_empty_mesh_body() {
+        // No box, and the retry layer can replay it without buffering.
+        assert!(into_mesh_body(Empty::<Bytes>::new()).is_buffered());
+        // A body with data still streams (the retry layer decides).
+        let body = into_mesh_body(Full::new(Bytes::from_static(b"x")));
+        assert!(!body.is_buffered());
+        // A MeshBody passes as is.
+        assert!(into_mesh_body(MeshBody::full(Bytes::from_static(b"y"))).is_buffered());
     }
 }

@@ -215,7 +215,11 @@ where
                 attempt.set_timeout_at(timeout_at);
                 attempt.observe(req.extensions());
                 note_endpoint(&req, &attempt);
-                crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
+                crate::connect::set_endpoint_known(
+                    &mut req,
+                    &attempt.entry.authority,
+                    &shared.host,
+                );
                 ResponseFuture::attempt(self.inner.call(req), attempt, permit)
             }
             Ok(None) => {
@@ -235,7 +239,11 @@ where
                         cell.set(attempt.address());
                     }
                     note_endpoint(&req, &attempt);
-                    crate::connect::set_endpoint(&mut req, &attempt.entry.authority);
+                    crate::connect::set_endpoint_known(
+                        &mut req,
+                        &attempt.entry.authority,
+                        &shared.host,
+                    );
                     let mut inner = inner;
                     let result = match inner.ready().await {
                         Ok(svc) => svc.call(req).await,

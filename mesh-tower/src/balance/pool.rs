@@ -107,6 +107,8 @@ pub const DEFAULT_WAIT_FOR_ENDPOINTS: Duration = Duration::from_secs(2);
 
 pub(crate) struct PoolShared {
     pub(crate) service: Arc<str>,
+    /// The service's name as a `Host` value, for `set_endpoint`.
+    pub(crate) host: crate::connect::KnownHost,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) limits: ConcurrencyLimits,
     pub(crate) state: watch::Sender<DiscoveryState>,
@@ -246,6 +248,7 @@ impl PoolBuilder {
         };
         let health = HealthChecker::new(c.health_check.clone(), source);
         let shared = Arc::new_cyclic(|me| PoolShared {
+            host: crate::connect::KnownHost::new(self.service.clone()),
             service: self.service,
             snapshot: ArcSwap::from_pointee(Snapshot {
                 all,

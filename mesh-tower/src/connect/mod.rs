@@ -285,13 +285,46 @@ impl Future for ResponseFuture {
 /// the request already has one). `endpoint` is precomputed per endpoint, so
 /// this allocates nothing but the `Host` value of a request without one.
 pub fn set_endpoint<B>(req: &mut Request<B>, endpoint: &Authority) {
+    point_at(req, endpoint, None);
+}
+
+/// A service's own name as a ready `Host` value: a request naming the
+/// service (`http://news-service/...`, the usual case) gets a clone of it
+/// instead of a freshly validated copy.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownHost {
+    name: std::sync::Arc<str>,
+    value: Option<HeaderValue>,
+}
+
+impl KnownHost {
+    pub(crate) fn new(name: std::sync::Arc<str>) -> Self {
+        let value = HeaderValue::from_str(&name).ok();
+        KnownHost { name, value }
+    }
+}
+
+/// [`set_endpoint`] for the balancer, which knows its service's name.
+pub(crate) fn set_endpoint_known<B>(req: &mut Request<B>, endpoint: &Authority, host: &KnownHost) {
+    point_at(req, endpoint, Some(host));
+}
+
+fn point_at<B>(req: &mut Request<B>, endpoint: &Authority, known: Option<&KnownHost>) {
     let original = std::mem::take(req.uri_mut());
     let mut parts = original.into_parts();
     if let Some(authority) = parts.authority.take()
-        && !req.headers().contains_key(HOST)
-        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+        && let http::header::Entry::Vacant(slot) = req.headers_mut().entry(HOST)
     {
-        req.headers_mut().insert(HOST, value);
+        let value = match known {
+            Some(KnownHost {
+                name,
+                value: Some(v),
+            }) if **name == *authority.as_str() => Some(v.clone()),
+            _ => HeaderValue::from_str(authority.as_str()).ok(),
+        };
+        if let Some(value) = value {
+            slot.insert(value);
+        }
     }
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(endpoint.clone());

@@ -105,3 +105,25 @@ async fn connection_refused_is_a_connect_failure() {
         crate::error::ErrorKind::ConnectFailure
     );
 }
+
+#[test]
+fn the_balancers_known_host_is_used_only_for_its_own_service() {
+    let known = super::KnownHost::new(std::sync::Arc::from("news-service"));
+    let endpoint = Authority::from_static("10.0.0.1:80");
+    let mut req = Request::get("http://news-service/a?b=1").body(()).unwrap();
+    super::set_endpoint_known(&mut req, &endpoint, &known);
+    assert_eq!(req.uri(), "http://10.0.0.1:80/a?b=1");
+    assert_eq!(req.headers()[HOST], "news-service");
+    // Another authority (a target URI naming something else) is its own Host.
+    let mut req = Request::get("http://other:8080/").body(()).unwrap();
+    super::set_endpoint_known(&mut req, &endpoint, &known);
+    assert_eq!(req.headers()[HOST], "other:8080");
+    // A Host the caller set still wins.
+    let mut req = Request::get("http://news-service/")
+        .header(HOST, "explicit")
+        .body(())
+        .unwrap();
+    super::set_endpoint_known(&mut req, &endpoint, &known);
+    assert_eq!(req.headers()[HOST], "explicit");
+    assert_eq!(req.headers().get_all(HOST).iter().count(), 1);
+}

@@ -25,9 +25,11 @@ pub trait IdGenerator: Send + Sync + Debug {
     }
 }
 
+// Ids are drawn as whole words: `random::<[u8; N]>()` would draw one
+// word per byte.
 fn trace_from(rng: &mut impl Rng) -> TraceId {
     loop {
-        let id = TraceId(rng.random());
+        let id = TraceId(rng.random::<u128>().to_le_bytes());
         if !id.is_zero() {
             return id;
         }
@@ -36,7 +38,7 @@ fn trace_from(rng: &mut impl Rng) -> TraceId {
 
 fn span_from(rng: &mut impl Rng) -> SpanId {
     loop {
-        let id = SpanId(rng.random());
+        let id = SpanId(rng.random::<u64>().to_le_bytes());
         if !id.is_zero() {
             return id;
         }

@@ -118,12 +118,20 @@ impl SpanId {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Two lowercase hex digits per byte value, built at compile time.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
+
 fn write_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        if let [hi, lo] = pair {
-            *hi = HEX[usize::from(b >> 4)];
-            *lo = HEX[usize::from(b & 0x0f)];
-        }
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
 }
 
