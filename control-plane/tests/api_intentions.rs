@@ -139,3 +139,36 @@ fn intention_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 }
+
+#[test]
+fn namespaced_intentions_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), &[]);
+    // `ns/*` and `ns/name` as path segments: the `/` percent-encoded.
+    let (status, body) = cp.json(
+        Method::PUT,
+        "/api/v1/intentions/prod%2F%2A/default%2Fnews",
+        r#"{"action":"allow"}"#,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["created"], true);
+    let one = cp.get("/api/v1/intentions/prod%2F%2A/default%2Fnews");
+    assert_eq!(one["source"], "prod/*");
+    assert_eq!(one["destination"], "default/news");
+    // `news` is `default/news`: the same pair again is refused.
+    let (status, body) = cp.json(
+        Method::POST,
+        "/api/v1/intentions",
+        r#"{"source":"prod/*","destination":"news","action":"deny"}"#,
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("a second intention"), "{body}");
+    // A wildcard namespace with a name is not a pattern.
+    let (status, body) = cp.json(
+        Method::POST,
+        "/api/v1/intentions",
+        r#"{"source":"*/web","destination":"news","action":"deny"}"#,
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["path"], "source", "{body}");
+}

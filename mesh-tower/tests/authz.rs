@@ -326,3 +326,34 @@ async fn authz_needs_the_local_service() {
     let err = AuthzLayer::from_config("news-service", &bad, AuthzMetrics::global()).unwrap_err();
     assert!(err.to_string().contains("intentions[0].source"), "{err}");
 }
+
+#[tokio::test]
+async fn namespaced_intentions_from_a_config_file_decide_by_namespace() {
+    let (provider, _exposition) = telemetry();
+    let metrics = AuthzMetrics::new(&provider.meter(SCOPE));
+    let yaml = "default_policy: deny\nintentions:\n  - { source: \"prod/*\", destination: news-service, action: allow }\n  - { source: prod/batch, destination: news-service, action: deny }\n  - { source: staging/web, destination: \"default/*\", action: allow }\n";
+    let config =
+        mesh_core::config::parse_str(yaml, mesh_core::config::Format::Yaml, "ns.yaml").unwrap();
+    let server = serve(AuthzLayer::from_config("news-service", &config, metrics).unwrap()).await;
+    let in_ns = |ns: &str, name: &str| {
+        mesh_core::identity::SpiffeId::for_service("mesh.local", ns, name)
+            .unwrap()
+            .to_string()
+    };
+    let status = |peer: String| {
+        let server = &server;
+        async move { call(server, Some(&peer), "GET", "/n").await.0 }
+    };
+    // prod/* -> news-service (precedence 8).
+    assert_eq!(status(in_ns("prod", "web")).await, StatusCode::OK);
+    // prod/batch -> news-service (9) beats prod/* (8).
+    assert_eq!(status(in_ns("prod", "batch")).await, StatusCode::FORBIDDEN);
+    // staging/web -> default/* (6).
+    assert_eq!(status(in_ns("staging", "web")).await, StatusCode::OK);
+    // Same name, other namespace: no intention, default deny.
+    assert_eq!(
+        status(in_ns("staging", "batch")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(id("web")).await, StatusCode::FORBIDDEN);
+}

@@ -451,9 +451,9 @@ pub enum HeaderValueMatch {
 /// An intention: may `source` call `destination`?
 #[derive(Debug, Clone, PartialEq)]
 pub struct Intention {
-    /// Calling service name, or `*`.
+    /// Calling service: `name` (namespace `default`), `ns/name`, `ns/*` or `*`.
     pub source: String,
-    /// Called service name, or `*`.
+    /// Called service: `name` (namespace `default`), `ns/name`, `ns/*` or `*`.
     pub destination: String,
     /// L4 or L7 decision.
     pub rule: IntentionRule,

@@ -194,7 +194,7 @@ pub(super) fn decode_intention(node: &Node, path: &Path, ctx: &mut Ctx) -> Optio
                 K::Missing,
                 path,
                 f.line(),
-                format!("missing `{key}` (a service name or \"*\")"),
+                format!("missing `{key}` (a service name, `ns/name`, `ns/*` or \"*\")"),
             );
             None
         }

@@ -192,6 +192,47 @@ fn intention_rules() {
 }
 
 #[test]
+fn intentions_name_namespaces() {
+    let cfg = yaml(
+        "intentions:\n  - { source: prod/app-ui, destination: news, action: allow }\n  - { source: \"prod/*\", destination: default/news, action: deny }\n  - { source: \"*\", destination: \"prod/*\", action: deny }\n",
+    )
+    .expect("ns/name, ns/* and * are valid");
+    assert_eq!(cfg.intentions.len(), 3);
+    assert_eq!(cfg.intentions[1].source, "prod/*");
+    expect_err(
+        "intentions:\n  - { source: \"*/app-ui\", destination: b, action: allow }\n",
+        "intentions[0].source",
+        2,
+        "wildcard namespace",
+    );
+    expect_err(
+        "intentions:\n  - { source: a, destination: \"*/*\", action: allow }\n",
+        "intentions[0].destination",
+        2,
+        "wildcard namespace",
+    );
+    expect_err(
+        "intentions:\n  - { source: Prod/a, destination: b, action: allow }\n",
+        "intentions[0].source",
+        2,
+        "invalid namespace `Prod`",
+    );
+    expect_err(
+        "intentions:\n  - { source: prod/A, destination: b, action: allow }\n",
+        "intentions[0].source",
+        2,
+        "is neither a service name",
+    );
+    // A bare name is namespace `default`: the same pair twice.
+    expect_err(
+        "intentions:\n  - { source: a, destination: b, action: allow }\n  - { source: default/a, destination: b, action: deny }\n",
+        "intentions[1]",
+        3,
+        "a second intention from `default/a` to `b`",
+    );
+}
+
+#[test]
 fn gateway_rules() {
     let gw = |body: &str| format!("services:\n  a: {{}}\ngateways:\n  edge:\n{body}");
     expect_err(

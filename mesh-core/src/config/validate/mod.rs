@@ -154,16 +154,17 @@ pub(crate) fn check(cfg: &MeshConfig) -> Vec<Issue> {
     let mut pairs = BTreeSet::new();
     for (i, it) in cfg.intentions.iter().enumerate() {
         let p = intentions.index(i);
+        let mut canonical = Vec::with_capacity(2);
         for (key, name) in [("source", &it.source), ("destination", &it.destination)] {
-            if name != "*" && !is_service_name(name) {
-                c.err(
-                    K::Invalid,
-                    p.key(key),
-                    format!("`{name}` is neither a service name (a-z, 0-9, `-`) nor \"*\""),
-                );
+            match intention_pattern(name) {
+                Ok(c) => canonical.push(c),
+                Err(why) => c.err(K::Invalid, p.key(key), format!("`{name}` {why}")),
             }
         }
-        if !pairs.insert((it.source.as_str(), it.destination.as_str())) {
+        // `a` and `default/a` are the same pair.
+        if let [src, dst] = canonical.as_slice()
+            && !pairs.insert((src.clone(), dst.clone()))
+        {
             c.err(
                 K::Duplicate,
                 p.clone(),
@@ -372,5 +373,27 @@ fn check_service(c: &mut Checker, p: &Path, svc: &ServiceConfig) {
         if let Some(retry) = &r.retry {
             check_retry(c, &rp.key("retry"), retry, r.timeout.or(svc.timeout));
         }
+    }
+}
+
+/// An intention's source or destination in canonical form (`*`, `ns/*`,
+/// `ns/name`; a bare `name` is `default/name`), or why it is none of them.
+fn intention_pattern(s: &str) -> Result<String, String> {
+    const FORMS: &str = "a service name (a-z, 0-9, `-`; namespace `default`), `namespace/name`, `namespace/*` or \"*\"";
+    if s == "*" {
+        return Ok("*".to_string());
+    }
+    match s.split_once('/') {
+        None if is_service_name(s) => Ok(format!("{}/{s}", crate::identity::DEFAULT_NAMESPACE)),
+        None => Err(format!("is neither {FORMS}")),
+        Some(("*", _)) => Err(format!(
+            "has a wildcard namespace: Consul's rules have none (write \"*\" for every service); allowed: {FORMS}"
+        )),
+        Some((ns, _)) if !is_service_name(ns) => {
+            Err(format!("has an invalid namespace `{ns}`; allowed: {FORMS}"))
+        }
+        Some((ns, "*")) => Ok(format!("{ns}/*")),
+        Some((ns, name)) if is_service_name(name) => Ok(format!("{ns}/{name}")),
+        Some(_) => Err(format!("is neither {FORMS}")),
     }
 }
