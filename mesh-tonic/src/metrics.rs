@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use mesh_core::retry::Outcome;
 use mesh_tower::balance::{AttemptObserver, AttemptReport};
+use mesh_tower::metrics::SeriesCache;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 use parking_lot::RwLock;
@@ -119,11 +120,18 @@ pub(crate) fn attempt_code(outcome: Option<&Outcome>) -> u32 {
     }
 }
 
-/// The instruments and the per-channel values, shared by its methods.
+/// The labels that vary between attempts of one channel: method (by its
+/// [`MethodMetrics::id`]), code, endpoint.
+type AttemptKey = (u32, u32, SocketAddr);
+/// The labels that vary between calls of one channel: method, code.
+type CallKey = (u32, u32);
+
+/// The instruments, bound per series, and the per-channel values, shared
+/// by its methods.
 #[derive(Debug)]
 struct Instruments {
-    attempt: Histogram<f64>,
-    call: Histogram<f64>,
+    attempt: SeriesCache<AttemptKey, Histogram<f64>>,
+    call: SeriesCache<CallKey, Histogram<f64>>,
     service: KeyValue,
     target: KeyValue,
     endpoints: RwLock<HashMap<SocketAddr, KeyValue>>,
@@ -164,20 +172,21 @@ impl ChannelMetrics {
         };
         let service: Arc<str> = Arc::from(service);
         let instruments = Arc::new(Instruments {
-            attempt: histogram(
+            attempt: SeriesCache::new(histogram(
                 ATTEMPT_DURATION,
                 "Duration of each attempt of a gRPC call, from the pick to its end.",
-            ),
-            call: histogram(
+            )),
+            call: SeriesCache::new(histogram(
                 CALL_DURATION,
                 "Duration of gRPC calls through the mesh, retries included.",
-            ),
+            )),
             service: KeyValue::new(mesh_tower::metrics::SERVICE, service.clone()),
             target: KeyValue::new(TARGET, service),
             endpoints: RwLock::new(HashMap::new()),
         });
         let other = Arc::new(MethodMetrics {
             instruments: instruments.clone(),
+            id: u32::MAX,
             method: KeyValue::new(METHOD, "other"),
         });
         Self {
@@ -203,6 +212,7 @@ impl ChannelMetrics {
         }
         let m = Arc::new(MethodMetrics {
             instruments: self.instruments.clone(),
+            id: u32::try_from(methods.len()).unwrap_or(u32::MAX),
             method: KeyValue::new(METHOD, name.to_owned()),
         });
         methods.insert(name.into(), m.clone());
@@ -215,6 +225,8 @@ impl ChannelMetrics {
 #[derive(Debug)]
 pub(crate) struct MethodMetrics {
     instruments: Arc<Instruments>,
+    /// This method's number in its channel (`u32::MAX`: `other`).
+    id: u32,
     method: KeyValue,
 }
 
@@ -222,27 +234,33 @@ impl MethodMetrics {
     /// Records one call that started at `start` and ended with `code`.
     pub(crate) fn record_call(&self, start: Instant, code: u32) {
         let i = &self.instruments;
-        let attrs = [
-            self.method.clone(),
-            KeyValue::new(STATUS, code_name(code)),
-            i.target.clone(),
-            i.service.clone(),
-        ];
-        i.call.record(seconds(start.elapsed()), &attrs);
+        i.call
+            .record((self.id, code), seconds(start.elapsed()), |&(_, code)| {
+                [
+                    self.method.clone(),
+                    KeyValue::new(STATUS, code_name(code)),
+                    i.target.clone(),
+                    i.service.clone(),
+                ]
+            });
     }
 }
 
 impl AttemptObserver for MethodMetrics {
     fn attempt_ended(&self, report: &AttemptReport) {
         let i = &self.instruments;
-        let attrs = [
-            self.method.clone(),
-            KeyValue::new(STATUS, code_name(attempt_code(report.outcome.as_ref()))),
-            i.target.clone(),
-            i.service.clone(),
-            i.endpoint(report.endpoint),
-        ];
-        i.attempt.record(seconds(report.elapsed), &attrs);
+        let code = attempt_code(report.outcome.as_ref());
+        let key = (self.id, code, report.endpoint);
+        i.attempt
+            .record(key, seconds(report.elapsed), |&(_, code, endpoint)| {
+                [
+                    self.method.clone(),
+                    KeyValue::new(STATUS, code_name(code)),
+                    i.target.clone(),
+                    i.service.clone(),
+                    i.endpoint(endpoint),
+                ]
+            });
     }
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use mesh_tower::BoxError;
 use mesh_tower::inherit;
+use mesh_tower::metrics::ValueKey;
 use opentelemetry::{KeyValue, Value};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -19,6 +20,15 @@ use tonic::{Code, Status};
 
 use super::labels::{code_name, grpc_status};
 use super::{GRPC_METHOD, GRPC_STATUS, SOURCE, Shared};
+
+/// The labels that vary between calls of one server: the key of its bound
+/// `grpc.server.call.duration` series.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct SeriesKey {
+    method: ValueKey,
+    code: i32,
+    source: Option<ValueKey>,
+}
 
 /// One call's measurement; records exactly once. Dropped before the status
 /// is known, the call was cancelled (or its deadline passed: tonic's own
@@ -49,23 +59,23 @@ impl Recorder {
             (_, Some(v)) => v,
             (_, None) => shared.method(self.path.take().unwrap_or_default()),
         };
-        let status = KeyValue::new(GRPC_STATUS, code_name(code));
-        let method = KeyValue::new(GRPC_METHOD, method);
-        match self.source.take() {
-            Some(source) => {
-                let attrs = [
-                    shared.service.clone(),
-                    method,
-                    status,
-                    KeyValue::new(SOURCE, source),
-                ];
-                shared.duration.record(elapsed, &attrs);
+        let key = SeriesKey {
+            method: ValueKey(method),
+            code: i32::from(code),
+            source: self.source.take().map(ValueKey),
+        };
+        shared.series.record(key, elapsed, |key| {
+            // Built on a miss only: a Vec is fine.
+            let mut attrs = vec![
+                shared.service.clone(),
+                KeyValue::new(GRPC_METHOD, key.method.0.clone()),
+                KeyValue::new(GRPC_STATUS, code_name(code)),
+            ];
+            if let Some(source) = &key.source {
+                attrs.push(KeyValue::new(SOURCE, source.0.clone()));
             }
-            None => {
-                let attrs = [shared.service.clone(), method, status];
-                shared.duration.record(elapsed, &attrs);
-            }
-        }
+            attrs
+        });
     }
 
     fn scoped<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {

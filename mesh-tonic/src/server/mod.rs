@@ -82,7 +82,7 @@ pub use labels::code_name;
 
 use future::Recorder;
 use labels::method_name;
-use mesh_tower::metrics::LabelCache;
+use mesh_tower::metrics::{LabelCache, SeriesCache};
 
 /// `grpc.server.call.duration` (gRFC A66).
 pub const SERVER_CALL_DURATION: &str = "grpc.server.call.duration";
@@ -102,7 +102,8 @@ pub struct GrpcServerLayer {
 /// values seen so far.
 #[derive(Debug)]
 struct Shared {
-    duration: Histogram<f64>,
+    /// The bound series of `grpc.server.call.duration`.
+    series: SeriesCache<future::SeriesKey, Histogram<f64>>,
     service: KeyValue,
     methods: LabelCache<Box<str>>,
     sources: LabelCache<SpiffeId>,
@@ -123,7 +124,7 @@ impl GrpcServerLayer {
             .build();
         GrpcServerLayer {
             shared: Arc::new(Shared {
-                duration,
+                series: SeriesCache::new(duration),
                 service: KeyValue::new(SERVICE, Value::from(service.into())),
                 methods: LabelCache::new(),
                 sources: LabelCache::new(),

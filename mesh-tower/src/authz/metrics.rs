@@ -1,5 +1,6 @@
 //! The authorization counters, `mesh.authz.allowed` and `mesh.authz.denied`,
-//! and the per-caller label cache that keeps recording allocation-free.
+//! the per-caller label cache that keeps recording allocation-free, and
+//! each layer's bound series.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use mesh_core::identity::SpiffeId;
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{KeyValue, Value};
 
-use crate::metrics::{LabelCache, SCOPE, SERVICE, SOURCE};
+use crate::metrics::{LabelCache, SCOPE, SERVICE, SOURCE, SeriesCache, ValueKey};
 
 /// `mesh.authz.allowed`: requests the authorization layer let through.
 pub const ALLOWED: &str = "mesh.authz.allowed";
@@ -51,19 +52,47 @@ impl AuthzMetrics {
     pub fn global() -> AuthzMetrics {
         AuthzMetrics::new(&opentelemetry::global::meter(SCOPE))
     }
+}
+
+/// One layer's decision counters, bound per (caller, rule) series.
+#[derive(Debug)]
+pub(crate) struct Decisions {
+    service: Value,
+    allowed: SeriesCache<DecisionKey, Counter<u64>>,
+    denied: SeriesCache<DecisionKey, Counter<u64>>,
+}
+
+/// The labels that vary between decisions of one layer.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    source: ValueKey,
+    rule: ValueKey,
+}
+
+impl Decisions {
+    /// The counters of `metrics` for the layer protecting `service`.
+    pub(crate) fn new(metrics: &AuthzMetrics, service: Value) -> Decisions {
+        Decisions {
+            service,
+            allowed: SeriesCache::new(metrics.allowed.clone()),
+            denied: SeriesCache::new(metrics.denied.clone()),
+        }
+    }
 
     /// Counts one decision.
-    pub(crate) fn record(&self, allowed: bool, service: &Value, source: Value, rule: Value) {
-        let attrs = [
-            KeyValue::new(SERVICE, service.clone()),
-            KeyValue::new(SOURCE, source),
-            KeyValue::new(RULE, rule),
-        ];
-        if allowed {
-            self.allowed.add(1, &attrs);
-        } else {
-            self.denied.add(1, &attrs);
-        }
+    pub(crate) fn record(&self, allowed: bool, source: Value, rule: Value) {
+        let series = if allowed { &self.allowed } else { &self.denied };
+        let key = DecisionKey {
+            source: ValueKey(source),
+            rule: ValueKey(rule),
+        };
+        series.record(key, 1, |key| {
+            [
+                KeyValue::new(SERVICE, self.service.clone()),
+                KeyValue::new(SOURCE, key.source.0.clone()),
+                KeyValue::new(RULE, key.rule.0.clone()),
+            ]
+        });
     }
 }
 

@@ -111,7 +111,7 @@ pub use service::Authz;
 
 use engine::Engine;
 use log::LogLimit;
-use metrics::SourceLabels;
+use metrics::{Decisions, SourceLabels};
 
 /// The authorization layer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -142,9 +142,8 @@ pub struct AuthzLayer {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) destination: Arc<str>,
-    pub(crate) service_label: Value,
     pub(crate) engine: ArcSwap<Engine>,
-    pub(crate) metrics: AuthzMetrics,
+    pub(crate) metrics: Decisions,
     pub(crate) sources: SourceLabels,
     pub(crate) log: LogLimit,
     /// A config watch not yet followed (no tokio runtime when built): the
@@ -221,10 +220,9 @@ impl Shared {
         config: Option<watch::Receiver<Arc<MeshConfig>>>,
     ) -> Shared {
         Shared {
-            service_label: Value::from(destination.clone()),
+            metrics: Decisions::new(&metrics, Value::from(destination.clone())),
             destination,
             engine: ArcSwap::from_pointee(engine),
-            metrics,
             sources: SourceLabels::new(),
             log: LogLimit::new(),
             is_pending: AtomicBool::new(config.is_some()),

@@ -67,7 +67,6 @@ where
         let allowed = decision.is_allowed();
         shared.metrics.record(
             allowed,
-            &shared.service_label,
             shared.sources.get(peer),
             engine.rule_label(&decision.decided_by),
         );

@@ -8,13 +8,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use opentelemetry::Value;
+use opentelemetry::KeyValue;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use super::labels::method_name;
 use super::layer::Shared;
-use super::{ENDPOINT, ERROR_TYPE, METHOD, ROUTE, STATUS_CODE, kv};
-use crate::error::{BoxError, EndpointError, kind};
+use super::{ENDPOINT, ERROR_TYPE, METHOD, ROUTE, STATUS_CODE, ServiceLabels, kv};
+use crate::error::{BoxError, EndpointError, ErrorKind, kind};
 use crate::ext::{RouteInfo, ServedBy};
 
 pin_project! {
@@ -44,16 +45,56 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 pub(super) struct Recorder {
     shared: Arc<Shared>,
     route: Option<Arc<str>>,
-    method: Value,
+    method: u8,
     start: Instant,
     done: bool,
+}
+
+/// The labels that vary between calls of one client: the key of its bound
+/// `http.client.request.duration` series.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct SeriesKey {
+    route: Option<Arc<str>>,
+    endpoint: Option<SocketAddr>,
+    /// [`method_index`](super::labels::method_index).
+    method: u8,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Outcome {
+    Status(u16),
+    Error(ErrorKind),
+}
+
+impl SeriesKey {
+    /// The attributes of the series: always the same five keys in the same
+    /// order.
+    fn attrs(&self, labels: &ServiceLabels) -> [KeyValue; 5] {
+        [
+            labels.service_kv(),
+            match &self.route {
+                Some(r) => kv(ROUTE, r.clone()),
+                None => kv(ROUTE, ""),
+            },
+            match self.endpoint {
+                Some(ep) => labels.endpoint_kv(ep),
+                None => kv(ENDPOINT, ""),
+            },
+            kv(METHOD, method_name(self.method)),
+            match self.outcome {
+                Outcome::Status(code) => kv(STATUS_CODE, i64::from(code)),
+                Outcome::Error(kind) => kv(ERROR_TYPE, kind.as_str()),
+            },
+        ]
+    }
 }
 
 impl Recorder {
     pub(super) fn start(
         shared: Arc<Shared>,
         route: Option<Arc<str>>,
-        method: Value,
+        method: u8,
         start: Instant,
     ) -> Recorder {
         shared.labels.client_active(1);
@@ -71,41 +112,29 @@ impl Recorder {
             return;
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let (route, endpoint) = match result {
-            Ok(resp) => (
-                self.route.clone().or_else(|| {
+        let route = self.route.take();
+        let key = match result {
+            Ok(resp) => SeriesKey {
+                route: route.or_else(|| {
                     resp.extensions()
                         .get::<RouteInfo>()
                         .map(|r| r.0.route.clone())
                 }),
-                resp.extensions().get::<ServedBy>().map(|s| s.0),
-            ),
-            Err(e) => (self.route.clone(), endpoint_of(&**e)),
+                endpoint: resp.extensions().get::<ServedBy>().map(|s| s.0),
+                method: self.method,
+                outcome: Outcome::Status(resp.status().as_u16()),
+            },
+            Err(e) => SeriesKey {
+                route,
+                endpoint: endpoint_of(&**e),
+                method: self.method,
+                outcome: Outcome::Error(kind(&**e)),
+            },
         };
-        let labels = &self.shared.labels;
-        // Always the same five keys in the same order: the SDK finds the
-        // series by this slice without sorting or allocating.
-        let attrs = [
-            labels.service_kv(),
-            match route {
-                Some(r) => kv(ROUTE, r),
-                None => kv(ROUTE, ""),
-            },
-            match endpoint {
-                Some(ep) => labels.endpoint_kv(ep),
-                None => kv(ENDPOINT, ""),
-            },
-            kv(METHOD, self.method.clone()),
-            match result {
-                Ok(resp) => kv(STATUS_CODE, i64::from(resp.status().as_u16())),
-                Err(e) => kv(ERROR_TYPE, kind(&**e).as_str()),
-            },
-        ];
-        self.shared
-            .metrics
-            .instruments()
-            .client_duration
-            .record(elapsed, &attrs);
+        let shared = &*self.shared;
+        shared
+            .series
+            .record(key, elapsed, |key| key.attrs(&shared.labels));
     }
 }
 

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use arc_swap::ArcSwap;
+use opentelemetry::metrics::BoundCounter;
 use opentelemetry::{KeyValue, Value};
 
 use super::{ENDPOINT, SERVICE, STATE, kv};
@@ -27,11 +28,22 @@ pub(crate) struct Inner {
     ready: [KeyValue; 2],
     ejected: [KeyValue; 2],
     endpoints: LabelCache<SocketAddr>,
+    /// The service-only counters bound to `service_only`, set by the
+    /// [`super::Metrics`] that made these labels.
+    pub(crate) counters: OnceLock<ServiceCounters>,
     /// Calls in flight through the client and the server layers: plain
     /// atomics, read by the observable in-flight instruments at collection
     /// (see [`super::Metrics::service`]).
     pub(crate) client_active: AtomicI64,
     pub(crate) server_active: AtomicI64,
+}
+
+/// `mesh.client.retries` and `mesh.client.circuit_open` bound to one
+/// service's attributes, and the instruments they were bound from.
+pub(crate) struct ServiceCounters {
+    pub(crate) owner: Weak<super::Instruments>,
+    pub(crate) retries: BoundCounter<u64>,
+    pub(crate) circuit_open: BoundCounter<u64>,
 }
 
 /// How many endpoint (or route, or identity) values a cache keeps; past
@@ -50,6 +62,7 @@ impl ServiceLabels {
                 ready: [service.clone(), kv(STATE, "ready")],
                 ejected: [service, kv(STATE, "ejected")],
                 endpoints: LabelCache::new(),
+                counters: OnceLock::new(),
                 client_active: AtomicI64::new(0),
                 server_active: AtomicI64::new(0),
             }),
@@ -82,6 +95,15 @@ impl ServiceLabels {
 
     pub(crate) fn service_only(&self) -> &[KeyValue] {
         &self.inner.service_only
+    }
+
+    /// The counters bound for this service by `owner`, if `owner` made
+    /// these labels.
+    pub(crate) fn counters(&self, owner: &Arc<super::Instruments>) -> Option<&ServiceCounters> {
+        self.inner
+            .counters
+            .get()
+            .filter(|c| std::ptr::eq(c.owner.as_ptr(), Arc::as_ptr(owner)))
     }
 
     pub(crate) fn state_attrs(&self) -> (&[KeyValue], &[KeyValue]) {
@@ -193,30 +215,56 @@ impl<K> fmt::Debug for LabelCache<K> {
     }
 }
 
-/// The method's attribute value, static for the standard methods and
-/// `_OTHER` for the rest (the semantic conventions' rule, which also bounds
-/// cardinality).
-pub(crate) fn method_value(method: &http::Method) -> Value {
+/// The standard methods' attribute values, then `_OTHER`, by
+/// [`method_index`].
+const METHOD_NAMES: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// The index in the method table of `method`: a standard method's, or
+/// `_OTHER`'s for the rest (the semantic conventions' rule, which also
+/// bounds cardinality).
+pub(crate) fn method_index(method: &http::Method) -> u8 {
     use http::Method as M;
-    let s: &'static str = match *method {
-        M::GET => "GET",
-        M::POST => "POST",
-        M::PUT => "PUT",
-        M::DELETE => "DELETE",
-        M::HEAD => "HEAD",
-        M::OPTIONS => "OPTIONS",
-        M::PATCH => "PATCH",
-        M::CONNECT => "CONNECT",
-        M::TRACE => "TRACE",
-        _ => "_OTHER",
-    };
-    Value::from(s)
+    match *method {
+        M::GET => 0,
+        M::POST => 1,
+        M::PUT => 2,
+        M::DELETE => 3,
+        M::HEAD => 4,
+        M::OPTIONS => 5,
+        M::PATCH => 6,
+        M::CONNECT => 7,
+        M::TRACE => 8,
+        _ => 9,
+    }
+}
+
+/// The attribute value of method index `index` (`_OTHER` out of range).
+pub(crate) fn method_name(index: u8) -> &'static str {
+    METHOD_NAMES
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or("_OTHER")
+}
+
+/// The method's attribute value, static for the standard methods and
+/// `_OTHER` for the rest.
+#[cfg(test)]
+pub(crate) fn method_value(method: &http::Method) -> Value {
+    Value::from(method_name(method_index(method)))
 }
 
 /// Up to six attributes on the stack, passed to an instrument as a slice.
 pub(crate) struct Attrs {
     buf: [KeyValue; 6],
     len: usize,
+}
+
+impl AsRef<[KeyValue]> for Attrs {
+    fn as_ref(&self) -> &[KeyValue] {
+        self.as_slice()
+    }
 }
 
 impl Attrs {

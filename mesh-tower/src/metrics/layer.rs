@@ -6,8 +6,11 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
 
-use super::future::{Recorder, ResponseFuture};
-use super::{Metrics, ServiceLabels, method_value};
+use opentelemetry::metrics::Histogram;
+
+use super::future::{Recorder, ResponseFuture, SeriesKey};
+use super::labels::method_index;
+use super::{Metrics, SeriesCache, ServiceLabels};
 use crate::error::BoxError;
 use crate::ext::RouteInfo;
 use crate::trace::{self, IdGenerator, RandomIds, TraceFlags};
@@ -47,6 +50,8 @@ pub struct MetricsLayer {
 pub(super) struct Shared {
     pub(super) metrics: Metrics,
     pub(super) labels: ServiceLabels,
+    /// This client's bound `http.client.request.duration` series.
+    pub(super) series: Arc<SeriesCache<SeriesKey, Histogram<f64>>>,
     ids: Option<Arc<dyn IdGenerator>>,
     flags: TraceFlags,
 }
@@ -59,6 +64,7 @@ impl MetricsLayer {
                 let mut s = Shared {
                     metrics: self.shared.metrics.clone(),
                     labels: self.shared.labels.clone(),
+                    series: self.shared.series.clone(),
                     ids: self.shared.ids.clone(),
                     flags: self.shared.flags,
                 };
@@ -76,6 +82,9 @@ impl MetricsLayer {
     pub fn client(metrics: Metrics, labels: ServiceLabels) -> MetricsLayer {
         MetricsLayer {
             shared: Arc::new(Shared {
+                series: Arc::new(SeriesCache::new(
+                    metrics.instruments().client_duration.clone(),
+                )),
                 metrics,
                 labels,
                 ids: Some(Arc::new(RandomIds)),
@@ -160,7 +169,7 @@ where
             .map(|r| r.0.route.clone());
         // The call's one clock read, shared with the layers below.
         let now = tokio::time::Instant::now();
-        let recorder = Recorder::start(l.clone(), route, method_value(req.method()), now);
+        let recorder = Recorder::start(l.clone(), route, method_index(req.method()), now);
         let inner = &mut self.inner;
         ResponseFuture::new(crate::clock::scoped(now, || inner.call(req)), recorder)
     }

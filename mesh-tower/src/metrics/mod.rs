@@ -57,6 +57,7 @@ mod future;
 mod labels;
 mod layer;
 pub mod prometheus;
+mod series;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -73,8 +74,11 @@ use parking_lot::Mutex;
 pub use future::ResponseFuture;
 pub use labels::LabelCache;
 pub use labels::ServiceLabels;
-pub(crate) use labels::{Attrs, method_value};
+#[cfg(test)]
+pub(crate) use labels::method_value;
+pub(crate) use labels::{Attrs, method_index, method_name};
 pub use layer::{ClientMetrics, MetricsLayer};
+pub use series::{Bindable, SERIES_CAP, SeriesCache, ValueKey};
 
 /// The instrumentation scope name of the mesh's meter.
 pub const SCOPE: &str = "mesh-tower";
@@ -224,6 +228,13 @@ impl Metrics {
     /// with the `Metrics` that made its labels.
     pub fn service(&self, name: impl Into<Arc<str>>) -> ServiceLabels {
         let labels = ServiceLabels::new(name.into());
+        let i = &self.inner;
+        // Fails only if already set, which a fresh `labels` is not.
+        let _ = labels.inner().counters.set(labels::ServiceCounters {
+            owner: Arc::downgrade(i),
+            retries: i.retries.bind(labels.service_only()),
+            circuit_open: i.circuit_open.bind(labels.service_only()),
+        });
         self.inner
             .registry
             .services
@@ -244,12 +255,18 @@ impl Metrics {
 
     /// Counts one retry of a call to `service`.
     pub fn record_retry(&self, service: &ServiceLabels) {
-        self.inner.retries.add(1, service.service_only());
+        match service.counters(&self.inner) {
+            Some(c) => c.retries.add(1),
+            None => self.inner.retries.add(1, service.service_only()),
+        }
     }
 
     /// Counts one request refused by `service`'s concurrency limit.
     pub fn record_circuit_open(&self, service: &ServiceLabels) {
-        self.inner.circuit_open.add(1, service.service_only());
+        match service.counters(&self.inner) {
+            Some(c) => c.circuit_open.add(1),
+            None => self.inner.circuit_open.add(1, service.service_only()),
+        }
     }
 
     /// Counts one outlier ejection of `endpoint` of `service`.

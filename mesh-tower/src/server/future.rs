@@ -2,14 +2,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use opentelemetry::Value;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use super::Caches;
 use crate::metrics::{
-    Attrs, ERROR_TYPE, METHOD, Metrics, ROUTE, SOURCE, STATUS_CODE, ServiceLabels, kv,
+    Attrs, ERROR_TYPE, METHOD, ROUTE, SOURCE, STATUS_CODE, ServiceLabels, ValueKey, kv, method_name,
 };
 
 pin_project! {
@@ -37,26 +39,59 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 pub(super) struct ServerRecorder {
-    metrics: Metrics,
+    caches: Arc<Caches>,
     labels: ServiceLabels,
     route: Option<Value>,
-    method: Value,
+    method: u8,
     source: Option<Value>,
     start: Instant,
     done: bool,
 }
 
+/// The labels that vary between requests of one server: the key of its
+/// bound `http.server.request.duration` series.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct SeriesKey {
+    route: Option<ValueKey>,
+    /// [`crate::metrics::method_index`].
+    method: u8,
+    /// `None`: failed without a response.
+    status: Option<u16>,
+    source: Option<ValueKey>,
+}
+
+impl SeriesKey {
+    fn attrs(&self, labels: &ServiceLabels) -> Attrs {
+        let mut attrs = Attrs::new();
+        attrs.push(labels.service_kv());
+        attrs.push(kv(
+            ROUTE,
+            self.route.as_ref().map_or(Value::from(""), |r| r.0.clone()),
+        ));
+        attrs.push(kv(METHOD, method_name(self.method)));
+        attrs.push(match self.status {
+            Some(s) => kv(STATUS_CODE, i64::from(s)),
+            // The semantic conventions' fallback for an unclassified error.
+            None => kv(ERROR_TYPE, "_OTHER"),
+        });
+        if let Some(src) = &self.source {
+            attrs.push(kv(SOURCE, src.0.clone()));
+        }
+        attrs
+    }
+}
+
 impl ServerRecorder {
     pub(super) fn start(
-        metrics: Metrics,
+        caches: Arc<Caches>,
         labels: ServiceLabels,
         route: Option<Value>,
-        method: Value,
+        method: u8,
         source: Option<Value>,
     ) -> ServerRecorder {
         labels.server_active(1);
         ServerRecorder {
-            metrics,
+            caches,
             labels,
             route,
             method,
@@ -71,22 +106,16 @@ impl ServerRecorder {
             return;
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let mut attrs = Attrs::new();
-        attrs.push(self.labels.service_kv());
-        attrs.push(kv(ROUTE, self.route.clone().unwrap_or(Value::from(""))));
-        attrs.push(kv(METHOD, self.method.clone()));
-        attrs.push(match status {
-            Some(s) => kv(STATUS_CODE, i64::from(s)),
-            // The semantic conventions' fallback for an unclassified error.
-            None => kv(ERROR_TYPE, "_OTHER"),
-        });
-        if let Some(src) = &self.source {
-            attrs.push(kv(SOURCE, src.clone()));
-        }
-        self.metrics
-            .instruments()
-            .server_duration
-            .record(elapsed, attrs.as_slice());
+        let key = SeriesKey {
+            route: self.route.take().map(ValueKey),
+            method: self.method,
+            status,
+            source: self.source.take().map(ValueKey),
+        };
+        let labels = &self.labels;
+        self.caches
+            .series
+            .record(key, elapsed, |key| key.attrs(labels));
     }
 }
 

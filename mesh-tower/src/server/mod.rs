@@ -44,10 +44,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use opentelemetry::Value;
+use opentelemetry::metrics::Histogram;
 use tower::{Layer, Service};
 
 use crate::ext::PeerIdentity;
-use crate::metrics::{LabelCache, Metrics, ServiceLabels, method_value};
+use crate::metrics::{LabelCache, Metrics, SeriesCache, ServiceLabels, method_index};
 use crate::trace;
 
 pub use future::ResponseFuture;
@@ -57,17 +58,18 @@ use future::ServerRecorder;
 /// docs](self).
 #[derive(Debug, Clone)]
 pub struct ServerLayer {
-    metrics: Metrics,
     labels: ServiceLabels,
     caches: Arc<Caches>,
 }
 
-/// Route templates and caller identities seen, as attribute values (shared
-/// by every clone of the layer, so each is formatted once).
+/// Route templates and caller identities seen, as attribute values, and
+/// the bound duration series (shared by every clone of the layer, so each
+/// is formatted and bound once).
 #[derive(Debug)]
 struct Caches {
     routes: LabelCache<Box<str>>,
     sources: LabelCache<mesh_core::identity::SpiffeId>,
+    series: SeriesCache<future::SeriesKey, Histogram<f64>>,
 }
 
 impl ServerLayer {
@@ -75,11 +77,11 @@ impl ServerLayer {
     /// [`Metrics::service`] with this service's name).
     pub fn new(metrics: Metrics, labels: ServiceLabels) -> ServerLayer {
         ServerLayer {
-            metrics,
             labels,
             caches: Arc::new(Caches {
                 routes: LabelCache::new(),
                 sources: LabelCache::new(),
+                series: SeriesCache::new(metrics.instruments().server_duration.clone()),
             }),
         }
     }
@@ -167,10 +169,10 @@ where
             .and_then(|p| p.0.as_ref())
             .map(|id| caches.source(id));
         let recorder = ServerRecorder::start(
-            self.layer.metrics.clone(),
+            Arc::clone(&self.layer.caches),
             self.layer.labels.clone(),
             route,
-            method_value(req.method()),
+            method_index(req.method()),
             source,
         );
         ResponseFuture::new(self.inner.call(req), recorder)
