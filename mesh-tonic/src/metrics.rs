@@ -22,8 +22,11 @@
 //! [`Metrics`](mesh_tower::metrics::Metrics) (so they reach its Prometheus
 //! `/metrics` or OTLP exporter). Every attribute value is built once: per
 //! channel, per method (a read-locked map looked up by the request path)
-//! and per endpoint; status names are static. Recording allocates nothing
-//! once a combination has been seen.
+//! and per endpoint; status names are static. Recording goes through
+//! instruments bound per series (mesh-tower's
+//! [`SeriesCache`](mesh_tower::metrics::SeriesCache), keyed by method
+//! number, status code and endpoint): once a combination has been seen, it
+//! neither allocates nor makes the SDK hash attributes.
 //!
 //! [`MeshChannel`]: crate::MeshChannel
 //! [`Mesh`]: mesh_tower::Mesh

@@ -42,7 +42,10 @@
 //! The instruments are made on the meter of a [`Metrics`] handle, so they
 //! go wherever the HTTP metrics go (Prometheus: the histogram is
 //! `grpc_server_call_duration_seconds`). Attribute values are built once
-//! per method and caller and reused: recording a call clones a few `Arc`s.
+//! per method and caller and reused, and the histogram is bound per
+//! (method, status, caller) series: recording a call clones a few `Arc`s
+//! and finds its series in a lock-free map
+//! ([`SeriesCache`](mesh_tower::metrics::SeriesCache)).
 //!
 //! ```no_run
 //! use mesh_tonic::server::GrpcServerLayer;

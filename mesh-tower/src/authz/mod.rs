@@ -69,8 +69,11 @@
 //! # Cost
 //!
 //! Per request: one lock-free load of the current policy, one mesh-core
-//! decision (a few hash lookups, no allocation), one counter increment with
-//! attribute values cached per caller and per rule (`Arc` clones).
+//! decision (a few hash lookups, no allocation), one increment of a counter
+//! bound per (caller, rule) series (a [`SeriesCache`] of the layer; the
+//! attribute values are cached per caller and per rule).
+//!
+//! [`SeriesCache`]: crate::metrics::SeriesCache
 //!
 //! ```
 //! use axum::{Router, routing::get};

@@ -34,11 +34,23 @@
 //!
 //! # Cost per request
 //!
-//! The attribute set of a call is assembled on the stack from values built
-//! once: per service ([`ServiceLabels`], from [`Metrics::service`]), per
-//! endpoint address (cached in a copy-on-write map read without locks) and
-//! per route (the router's `Arc<str>`). Recording clones a few `Arc`s and
-//! allocates nothing once an attribute combination has been seen. The
+//! Calls record through OpenTelemetry *bound* instruments: an instrument
+//! bound to one attribute set records without the SDK hashing the
+//! attributes and looking the series up (which, for five attributes, was
+//! most of a call's metrics cost). Each layer keeps a [`SeriesCache`]: the
+//! labels that vary between its calls (route, endpoint, method index,
+//! status code or error kind) form a small key, hashed with foldhash and
+//! looked up without locks, that finds the bound series. A miss builds the
+//! attributes exactly as an unbound record would (same keys, values and
+//! order), binds them and caches the result, up to [`SERIES_CAP`] series
+//! per layer (~200 KB); past that, calls are recorded unbound (same series,
+//! just slower). See [`SeriesCache`] for the memory bound.
+//!
+//! The attribute values themselves are built once: per service
+//! ([`ServiceLabels`], from [`Metrics::service`], which also binds the
+//! service-only counters `mesh.client.retries` and
+//! `mesh.client.circuit_open`), per endpoint address (a copy-on-write map
+//! read without locks) and per route (the router's `Arc<str>`). The
 //! in-flight counts are per-service atomics in [`ServiceLabels`], read by
 //! observable instruments at collection: a call makes one SDK measurement
 //! (its duration), not three (BENCHMARKS.md, "mesh-bench").
@@ -58,6 +70,8 @@ mod labels;
 mod layer;
 pub mod prometheus;
 mod series;
+#[cfg(test)]
+mod series_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

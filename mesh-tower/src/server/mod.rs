@@ -24,6 +24,11 @@
 //! it runs after routing. Used around a whole router or a plain hyper
 //! service, the route is empty.
 //!
+//! Route templates and callers are formatted once, and the histogram is
+//! bound per (route, method, status, caller) series in the layer's
+//! [`SeriesCache`](crate::metrics::SeriesCache): recording a request makes
+//! the SDK hash no attributes.
+//!
 //! ```
 //! use axum::{Router, routing::get};
 //! use mesh_tower::metrics::Metrics;
