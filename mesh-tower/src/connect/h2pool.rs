@@ -59,7 +59,7 @@ pub(crate) struct H2Pool<C> {
     connect: C,
     builder: Builder<TokioExecutor>,
     config: PoolConfig,
-    sets: RwLock<HashMap<Authority, Arc<ConnSet>>>,
+    sets: RwLock<HashMap<Authority, Arc<ConnSet>, foldhash::fast::RandomState>>,
 }
 
 impl<C> std::fmt::Debug for H2Pool<C> {
@@ -152,7 +152,7 @@ where
             connect,
             builder,
             config,
-            sets: RwLock::new(HashMap::new()),
+            sets: RwLock::new(HashMap::default()),
         }
     }
 

@@ -9,8 +9,10 @@
 //! - TCP from an [`HttpConnector`] with `TCP_NODELAY` and a connect
 //!   timeout; connections are pooled per endpoint address (the pool key is
 //!   the rewritten authority);
-//! - HTTP/1.1 for `protocol: http`, over a hyper-util legacy [`Client`]
-//!   pooling idle connections;
+//! - HTTP/1.1 for `protocol: http`, over a stack of idle hyper
+//!   `client::conn::http1` connections per endpoint, with no task spawned
+//!   per request (see `h1pool.rs`); a request a pooled connection never
+//!   sent because it was closing is sent once more on a new connection;
 //! - HTTP/2 with prior knowledge (no upgrade) for `protocol: http2` and
 //!   `grpc`, over a set of multiplexed connections per endpoint: one, and
 //!   more when the server's `SETTINGS_MAX_CONCURRENT_STREAMS` (or
@@ -24,7 +26,7 @@
 //!   shared between identities. A handshake failure is a connect error
 //!   ([`ErrorKind::ConnectFailure`](crate::error::ErrorKind)) whose cause is
 //!   an [`IdentityMismatch`](crate::tls::IdentityMismatch) or a
-//!   [`TlsHandshakeError`] (for HTTP/2 wrapped in a [`ConnectError`]).
+//!   [`TlsHandshakeError`], wrapped in a [`ConnectError`].
 //!
 //! A connection to a removed endpoint is not closed by the removal: the
 //! requests in flight on it complete (draining), and it is dropped from the
@@ -50,14 +52,15 @@ use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use mesh_core::config::Protocol;
 
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
+#[cfg(test)]
+mod h1_tests;
+mod h1pool;
 mod h2pool;
 mod sniff;
 #[cfg(test)]
@@ -67,9 +70,9 @@ mod tls;
 pub use h2pool::NoAuthority;
 pub use tls::TlsHandshakeError;
 
-/// An HTTP/2 connection to an endpoint could not be established (TCP, TLS
-/// or the HTTP/2 handshake): [`ErrorKind::ConnectFailure`](crate::error::ErrorKind).
-/// Requests that waited for the same connection share its cause.
+/// A connection to an endpoint could not be established (TCP, TLS or the
+/// HTTP handshake): [`ErrorKind::ConnectFailure`](crate::error::ErrorKind).
+/// HTTP/2 requests that waited for the same connection share its cause.
 #[derive(Debug, Clone)]
 pub struct ConnectError {
     /// The endpoint (`host:port`).
@@ -121,10 +124,8 @@ impl Default for ConnectConfig {
 /// connection (see the [module docs](self)). Cheap to clone: clones share
 /// the pool.
 ///
-/// The client sits behind one `Arc`: the retry layer clones the stack below
-/// it for every retryable request, and a hyper-util `Client` is a ~300-byte
-/// struct holding several `Arc`s, so a clone here is one reference count
-/// instead of a copy and five.
+/// The pool sits behind one `Arc`: the retry layer clones the stack below
+/// it for every retryable request, so a clone here is one reference count.
 #[derive(Clone, Debug)]
 pub struct Connector {
     client: Inner,
@@ -132,14 +133,22 @@ pub struct Connector {
 
 #[derive(Clone, Debug)]
 enum Inner {
-    Plain(std::sync::Arc<Client<HttpConnector, MeshBody>>),
-    Tls(std::sync::Arc<Client<tls::TlsConnect, MeshBody>>),
+    Plain(std::sync::Arc<h1pool::H1Pool<HttpConnector>>),
+    Tls(std::sync::Arc<h1pool::H1Pool<tls::TlsConnect>>),
     H2Plain(std::sync::Arc<h2pool::H2Pool<HttpConnector>>),
     H2Tls(std::sync::Arc<h2pool::H2Pool<tls::TlsConnect>>),
 }
 
 fn is_h2(protocol: Protocol) -> bool {
     matches!(protocol, Protocol::Http2 | Protocol::Grpc)
+}
+
+fn h1_config(config: &ConnectConfig) -> h1pool::PoolConfig {
+    h1pool::PoolConfig {
+        connect_timeout: config.connect_timeout,
+        idle_timeout: config.pool_idle_timeout,
+        max_idle: config.pool_max_idle_per_host,
+    }
 }
 
 fn pool_config(config: &ConnectConfig) -> h2pool::PoolConfig {
@@ -158,22 +167,6 @@ fn http_connector(config: &ConnectConfig) -> HttpConnector {
     http
 }
 
-fn client_builder(
-    protocol: Protocol,
-    config: &ConnectConfig,
-) -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .timer(hyper_util::rt::TokioTimer::new());
-    if is_h2(protocol) {
-        builder.http2_only(true);
-    }
-    builder
-}
-
 impl Connector {
     /// A connector speaking HTTP/1.1 (`http`) or HTTP/2 with prior knowledge
     /// (`http2`, `grpc`).
@@ -184,9 +177,9 @@ impl Connector {
                 client: Inner::H2Plain(std::sync::Arc::new(pool)),
             };
         }
-        let builder = client_builder(protocol, config);
+        let pool = h1pool::H1Pool::new(http_connector(config), h1_config(config));
         Self {
-            client: Inner::Plain(std::sync::Arc::new(builder.build(http_connector(config)))),
+            client: Inner::Plain(std::sync::Arc::new(pool)),
         }
     }
 
@@ -211,9 +204,9 @@ impl Connector {
                 client: Inner::H2Tls(std::sync::Arc::new(pool)),
             });
         }
-        let builder = client_builder(protocol, config);
+        let pool = h1pool::H1Pool::new(connect, h1_config(config));
         Ok(Self {
-            client: Inner::Tls(std::sync::Arc::new(builder.build(connect))),
+            client: Inner::Tls(std::sync::Arc::new(pool)),
         })
     }
 
@@ -233,17 +226,24 @@ impl tower::Service<Request<MeshBody>> for Connector {
     }
 
     fn call(&mut self, req: Request<MeshBody>) -> ResponseFuture {
+        // One allocation per request: hyper's send futures cannot be named.
         ResponseFuture {
             inner: match &self.client {
-                Inner::Plain(c) => Fut::Legacy(c.request(req)),
-                Inner::Tls(c) => Fut::Legacy(c.request(req)),
+                Inner::Plain(pool) => {
+                    let pool = std::sync::Arc::clone(pool);
+                    Box::pin(async move { pool.send(req).await })
+                }
+                Inner::Tls(pool) => {
+                    let pool = std::sync::Arc::clone(pool);
+                    Box::pin(async move { pool.send(req).await })
+                }
                 Inner::H2Plain(pool) => {
                     let pool = std::sync::Arc::clone(pool);
-                    Fut::H2(Box::pin(async move { pool.send(req).await }))
+                    Box::pin(async move { pool.send(req).await })
                 }
                 Inner::H2Tls(pool) => {
                     let pool = std::sync::Arc::clone(pool);
-                    Fut::H2(Box::pin(async move { pool.send(req).await }))
+                    Box::pin(async move { pool.send(req).await })
                 }
             },
         }
@@ -252,15 +252,10 @@ impl tower::Service<Request<MeshBody>> for Connector {
 
 /// The [`Connector`]'s response future.
 pub struct ResponseFuture {
-    inner: Fut,
+    inner: BoxFuture,
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
-
-enum Fut {
-    Legacy(hyper_util::client::legacy::ResponseFuture),
-    H2(BoxFuture),
-}
 
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -272,11 +267,7 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Both futures are `Unpin`.
-        match &mut self.inner {
-            Fut::Legacy(f) => Pin::new(f).poll(cx).map_err(|e| Box::new(e) as BoxError),
-            Fut::H2(f) => f.as_mut().poll(cx),
-        }
+        self.inner.as_mut().poll(cx)
     }
 }
 

@@ -1,0 +1,354 @@
+//! HTTP/1.1 connection pool: a stack of idle connections per endpoint.
+//!
+//! The balancer has already picked the endpoint, so the pool does little
+//! per request (hyper-util's legacy `Client` does much more: a SipHash'd
+//! `(scheme, authority)` key, a lazy connect future it usually drops, and a
+//! task spawned per request to return the connection once ready again).
+//! [`H1Pool`] keeps, per authority (endpoint address), a LIFO stack of idle
+//! hyper `client::conn::http1` connections:
+//!
+//! - **checkout** pops until a connection is usable (open and ready);
+//!   with none, it connects inline (TCP with the connect timeout and
+//!   `TCP_NODELAY`, TLS for a TLS connector), handshakes, and spawns the
+//!   connection's task ([`drive`]), with upgrades enabled;
+//! - **return** costs no task: once the response head is in, the request
+//!   *parks* its sender in a slot shared with the connection's task. The
+//!   connection becomes ready for the next request (hyper's dispatcher
+//!   "wants" one) while that task polls it, after the response body was
+//!   read to its end, so the task looks at the slot each time the
+//!   connection returns `Pending` and pushes a ready sender onto the stack
+//!   (or drops it, closing the connection, when
+//!   [`max_idle`](PoolConfig::max_idle) are already idle). A sender parked
+//!   after its connection became ready is pushed by the request itself: the
+//!   slot's lock orders the two. A response whose body is never read keeps
+//!   its connection busy;
+//! - a request that a pooled connection **never sent** because it was
+//!   closing (the server closed an idle keep-alive connection) is sent once
+//!   more on a fresh connection; one that was sent and then failed is an
+//!   error (a hyper error: reset, closed, ...);
+//! - **idle timeout**: one reaper task per pool (started with the first
+//!   connection, holding only a weak reference) drops, every half idle
+//!   timeout, the connections idle for longer, from the bottom of each
+//!   stack (dropping the last sender closes a connection), and forgets
+//!   endpoints with nothing idle or in flight. Requests in flight on a
+//!   removed endpoint complete (draining).
+//!
+//! A connect or handshake failure is a [`ConnectError`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Builder, SendRequest};
+use parking_lot::{Mutex, RwLock};
+use tokio::time::Instant;
+
+use super::{ConnectError, NoAuthority};
+use crate::body::MeshBody;
+use crate::error::BoxError;
+
+/// What the pool needs from a [`ConnectConfig`](super::ConnectConfig).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolConfig {
+    /// Connect (TCP, and TLS if any) timeout.
+    pub(crate) connect_timeout: Duration,
+    /// How long a connection stays idle before it is closed.
+    pub(crate) idle_timeout: Duration,
+    /// Idle connections kept per endpoint.
+    pub(crate) max_idle: usize,
+}
+
+type Map = HashMap<Authority, Arc<Endpoint>, foldhash::fast::RandomState>;
+
+/// Per-endpoint stacks of idle HTTP/1.1 connections made by `C` (TCP or
+/// TLS).
+pub(crate) struct H1Pool<C> {
+    connect: C,
+    builder: Builder,
+    config: PoolConfig,
+    endpoints: Arc<RwLock<Map>>,
+    reaper_started: AtomicBool,
+}
+
+impl<C> std::fmt::Debug for H1Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Pool")
+            .field("config", &self.config)
+            .field("endpoints", &self.endpoints.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The idle connections to one endpoint, most recently used on top.
+struct Endpoint {
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+}
+
+struct Idle {
+    send: SendRequest<MeshBody>,
+    conn: Arc<Conn>,
+    since: Instant,
+}
+
+/// What a connection's request and its task share: the slot where a
+/// request parks the sender until the connection is ready again.
+#[derive(Default)]
+struct Conn {
+    parked: Mutex<Option<(SendRequest<MeshBody>, Arc<Endpoint>)>>,
+}
+
+impl Endpoint {
+    /// Puts a ready connection on the stack, or drops it (closing it) when
+    /// the stack is full.
+    fn push(&self, send: SendRequest<MeshBody>, conn: Arc<Conn>) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            // `now` under the lock keeps the stack ordered by idle time.
+            let since = Instant::now();
+            idle.push(Idle { send, conn, since });
+        }
+    }
+
+    /// Pops the most recently used connection that is still usable.
+    fn pop(&self) -> Option<(SendRequest<MeshBody>, Arc<Conn>)> {
+        let mut idle = self.idle.lock();
+        while let Some(entry) = idle.pop() {
+            if !entry.send.is_closed() && entry.send.is_ready() {
+                return Some((entry.send, entry.conn));
+            }
+        }
+        None
+    }
+}
+
+impl Conn {
+    /// Hands `send` back after a response head: onto the stack at once if
+    /// the connection is ready already, else into the slot for the
+    /// connection's task.
+    fn hand_back(self: Arc<Self>, send: SendRequest<MeshBody>, endpoint: Arc<Endpoint>) {
+        let mut parked = self.parked.lock();
+        if send.is_ready() {
+            drop(parked);
+            endpoint.push(send, self);
+        } else if !send.is_closed() {
+            *parked = Some((send, endpoint));
+        }
+    }
+
+    /// Called by the connection's task while the connection is pending:
+    /// moves a parked sender onto the stack once it is ready.
+    fn push_if_ready(self: &Arc<Self>) {
+        let mut parked = self.parked.lock();
+        if parked.as_ref().is_some_and(|(send, _)| send.is_ready())
+            && let Some((send, endpoint)) = parked.take()
+        {
+            drop(parked);
+            endpoint.push(send, Arc::clone(self));
+        }
+    }
+}
+
+impl<C> H1Pool<C>
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+{
+    pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
+        Self {
+            connect,
+            builder: Builder::new(),
+            config,
+            endpoints: Arc::new(RwLock::new(Map::default())),
+            reaper_started: AtomicBool::new(false),
+        }
+    }
+
+    fn endpoint(&self, authority: &Authority) -> Arc<Endpoint> {
+        if let Some(endpoint) = self.endpoints.read().get(authority) {
+            return Arc::clone(endpoint);
+        }
+        let mut endpoints = self.endpoints.write();
+        let endpoint = endpoints.entry(authority.clone()).or_insert_with(|| {
+            Arc::new(Endpoint {
+                idle: Mutex::new(Vec::new()),
+                max_idle: self.config.max_idle,
+            })
+        });
+        Arc::clone(endpoint)
+    }
+
+    /// Sends `req` (whose URI names the endpoint) over an idle connection
+    /// to it, or a new one.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<MeshBody>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let Some(authority) = origin_form(&mut req) else {
+            return Err(Box::new(NoAuthority(req.uri().clone())));
+        };
+        let endpoint = self.endpoint(&authority);
+        let req = match endpoint.pop() {
+            Some((mut send, conn)) => match send.try_send_request(req).await {
+                Ok(response) => {
+                    conn.hand_back(send, endpoint);
+                    return Ok(response);
+                }
+                // Never sent: the connection was closing under it.
+                Err(mut err) => match err.take_message() {
+                    Some(req) => req,
+                    None => return Err(Box::new(err.into_error())),
+                },
+            },
+            None => req,
+        };
+        let (mut send, conn) = self.open(&authority).await?;
+        match send.try_send_request(req).await {
+            Ok(response) => {
+                conn.hand_back(send, endpoint);
+                Ok(response)
+            }
+            Err(err) => Err(Box::new(err.into_error())),
+        }
+    }
+
+    /// Connects (bounded by the connect timeout), handshakes and spawns the
+    /// connection's task.
+    async fn open(
+        &self,
+        authority: &Authority,
+    ) -> Result<(SendRequest<MeshBody>, Arc<Conn>), BoxError> {
+        self.start_reaper();
+        let connect_error = |source: BoxError| {
+            Box::new(ConnectError {
+                endpoint: authority.to_string(),
+                source: Arc::from(source),
+            }) as BoxError
+        };
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| connect_error(Box::new(e)))?;
+        let mut connect = self.connect.clone();
+        let io = tokio::time::timeout(self.config.connect_timeout, async move {
+            std::future::poll_fn(|cx| connect.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            connect.call(uri).await.map_err(Into::into)
+        })
+        .await
+        .map_err(|e| connect_error(Box::new(e)))?
+        .map_err(connect_error)?;
+        let (send, connection) = self
+            .builder
+            .handshake::<_, MeshBody>(io)
+            .await
+            .map_err(|e| connect_error(Box::new(e)))?;
+        let conn = Arc::new(Conn::default());
+        tokio::spawn(drive(connection.with_upgrades(), Arc::clone(&conn)));
+        Ok((send, conn))
+    }
+
+    /// Starts the idle reaper once (from a runtime: the first connect).
+    fn start_reaper(&self) {
+        if self.reaper_started.load(Ordering::Relaxed)
+            || self.reaper_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let endpoints = Arc::downgrade(&self.endpoints);
+        let idle = self.config.idle_timeout;
+        tokio::spawn(reap(endpoints, idle));
+    }
+}
+
+/// Runs a connection; each time it is pending, moves a parked sender that
+/// became ready onto its endpoint's stack.
+async fn drive<F>(connection: F, conn: Arc<Conn>)
+where
+    F: Future<Output = hyper::Result<()>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let result = std::future::poll_fn(|cx| {
+        let polled = connection.as_mut().poll(cx);
+        if polled.is_pending() {
+            conn.push_if_ready();
+        }
+        polled
+    })
+    .await;
+    conn.parked.lock().take();
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP/1.1 connection ended");
+    }
+}
+
+/// Every half idle timeout, drops connections idle for longer and forgets
+/// unused endpoints, until the pool is gone.
+async fn reap(endpoints: Weak<RwLock<Map>>, idle: Duration) {
+    let period = (idle / 2).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(endpoints) = endpoints.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let mut unused = false;
+        for endpoint in endpoints.read().values() {
+            let mut stack = endpoint.idle.lock();
+            stack.retain(|e| !e.send.is_closed());
+            let old = stack
+                .iter()
+                .take_while(|e| now.duration_since(e.since) >= idle)
+                .count();
+            // Closed outside the lock.
+            expired.extend(stack.drain(..old));
+            unused |= stack.is_empty();
+        }
+        drop(expired);
+        if unused {
+            // An endpoint only the map holds has nothing in flight: a
+            // request holds it from checkout to the response head, a parked
+            // sender until it is idle.
+            endpoints
+                .write()
+                .retain(|_, e| Arc::strong_count(e) > 1 || !e.idle.lock().is_empty());
+        }
+    }
+}
+
+/// Turns `req`'s absolute URI into origin-form (`/path?query`), as HTTP/1.1
+/// sends it, adding `Host` from the URI's authority if the request has none.
+/// Returns the authority (the endpoint); `None` leaves `req` unchanged.
+fn origin_form(req: &mut Request<MeshBody>) -> Option<Authority> {
+    let authority = req.uri().authority()?.clone();
+    if !req.headers().contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(HOST, host);
+    }
+    *req.uri_mut() = if req.method() == Method::CONNECT {
+        Uri::from(authority.clone())
+    } else {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        Uri::from(pq)
+    };
+    Some(authority)
+}
