@@ -48,7 +48,7 @@ const BIG_CHUNK: usize = 64 * 1024;
 const BIG_CHUNKS: usize = 16;
 
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     close: bool,
     barrier: Option<Arc<Barrier>>,
 ) -> Result<Response<Body>, Infallible> {
@@ -56,6 +56,23 @@ async fn handle(
         && let Some(barrier) = barrier
     {
         barrier.wait().await;
+    }
+    if req.uri().path() == "/upgrade" {
+        // Answers "ping" with "pong" on the upgraded connection.
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let mut io = TokioIo::new(upgrade.await.unwrap());
+            let mut ping = [0u8; 4];
+            io.read_exact(&mut ping).await.unwrap();
+            assert_eq!(&ping, b"ping");
+            io.write_all(b"pong").await.unwrap();
+        });
+        let mut response = Response::new(http_body_util::Empty::new().boxed());
+        *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(http::header::UPGRADE, HeaderValue::from_static("echo"));
+        return Ok(response);
     }
     let mut response = if req.uri().path() == "/big" {
         let chunks = (0..BIG_CHUNKS)
@@ -94,6 +111,7 @@ async fn upstream(close: bool, barrier: Option<Arc<Barrier>>) -> Upstream {
                 let service = service_fn(move |req| handle(req, close, barrier.clone()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
                 c.fetch_add(1, Ordering::SeqCst);
             });
@@ -331,4 +349,28 @@ async fn requests_go_out_in_origin_form_with_the_service_as_host() {
     let response = connector.clone().oneshot(req).await.unwrap();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes, "/h explicit");
+}
+
+#[tokio::test]
+async fn upgrades_work_and_the_upgraded_connection_is_not_pooled() {
+    let server = upstream(false, None).await;
+    let connector = http1(ConnectConfig::default());
+    let mut req = request(server.addr, "/upgrade");
+    req.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    req.headers_mut()
+        .insert(http::header::UPGRADE, HeaderValue::from_static("echo"));
+    let response = connector.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    io.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    io.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"pong");
+    // The next request needs a connection of its own.
+    assert_eq!(
+        get(&connector, server.addr, "/x").await,
+        format!("/x {}", server.addr)
+    );
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
 }
