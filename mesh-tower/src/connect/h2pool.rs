@@ -21,7 +21,9 @@
 //!   another connection (a refused one needs a replayable body);
 //! - closed connections (GOAWAY, errors, EOF) leave the set; a connection
 //!   idle for the pool idle timeout is dropped from it and closes once its
-//!   last response body is done.
+//!   last response body is done. A set left with no connection (and an
+//!   endpoint that could not be reached) leaves the pool's map, so endpoints
+//!   removed by discovery cost nothing once their connections are gone.
 //!
 //! The hot path takes one short `parking_lot` lock per request on the
 //! authority's set (never across an await) and a read lock on the map of
@@ -59,8 +61,12 @@ pub(crate) struct H2Pool<C> {
     connect: C,
     builder: Builder<TokioExecutor>,
     config: PoolConfig,
-    sets: RwLock<HashMap<Authority, Arc<ConnSet>, foldhash::fast::RandomState>>,
+    sets: Arc<Sets>,
 }
+
+/// The connection sets by authority. A set whose last connection closed or
+/// idled out leaves the map (endpoints come and go with discovery).
+type Sets = RwLock<HashMap<Authority, Arc<ConnSet>, foldhash::fast::RandomState>>;
 
 impl<C> std::fmt::Debug for H2Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +129,11 @@ impl Drop for Claim {
 }
 
 impl SetState {
+    /// No connection, and none being opened.
+    fn is_unused(&self) -> bool {
+        self.conns.is_empty() && !self.opening
+    }
+
     /// Claims a stream on the least-loaded open connection under its limit.
     fn pick(&mut self) -> Option<Claim> {
         self.conns.retain(|c| !c.send.is_closed());
@@ -152,8 +163,14 @@ where
             connect,
             builder,
             config,
-            sets: RwLock::new(HashMap::default()),
+            sets: Arc::new(RwLock::new(HashMap::default())),
         }
+    }
+
+    /// How many authorities have a connection set (tests).
+    #[cfg(test)]
+    pub(crate) fn authorities(&self) -> usize {
+        self.sets.read().len()
     }
 
     fn set(&self, authority: &Authority) -> Arc<ConnSet> {
@@ -267,8 +284,19 @@ where
                     })
                 }
             };
+            let unused = state.is_unused();
             drop(state);
             set.opened.notify_waiters();
+            if unused {
+                // Failed with nothing open: an unreachable endpoint keeps no
+                // entry (waiters hold the set and see its error).
+                Owner {
+                    sets: Arc::downgrade(&self.sets),
+                    authority: authority.clone(),
+                    set: Arc::downgrade(set),
+                }
+                .forget(set);
+            }
             return result.map_err(|e| Box::new(e) as BoxError);
         }
     }
@@ -302,7 +330,11 @@ where
         });
         tokio::spawn(drive(
             connection,
-            Arc::downgrade(set),
+            Owner {
+                sets: Arc::downgrade(&self.sets),
+                authority: authority.clone(),
+                set: Arc::downgrade(set),
+            },
             Arc::downgrade(&conn),
             self.config.idle_timeout,
         ));
@@ -329,10 +361,52 @@ impl Drop for Opening<'_> {
     }
 }
 
+/// Where a connection belongs: its set, and the pool's map holding the set.
+struct Owner {
+    sets: Weak<Sets>,
+    authority: Authority,
+    set: Weak<ConnSet>,
+}
+
+impl Owner {
+    /// Removes `conn` from its set, and the set from the map once empty.
+    fn remove(&self, conn: &Arc<Conn>) {
+        let Some(set) = self.set.upgrade() else {
+            return;
+        };
+        let empty = {
+            let mut state = set.state.lock();
+            state.conns.retain(|c| !Arc::ptr_eq(c, conn));
+            state.is_unused()
+        };
+        if empty {
+            self.forget(&set);
+        }
+    }
+
+    /// Removes `set` from the map if it still has no connection and none is
+    /// being opened.
+    fn forget(&self, set: &Arc<ConnSet>) {
+        let Some(sets) = self.sets.upgrade() else {
+            return;
+        };
+        // Lock order: map, then set (requests never hold a set's lock while
+        // taking the map's). Re-checked: a request may have opened one since.
+        let mut map = sets.write();
+        if set.state.lock().is_unused()
+            && map
+                .get(&self.authority)
+                .is_some_and(|current| Arc::ptr_eq(current, set))
+        {
+            map.remove(&self.authority);
+        }
+    }
+}
+
 /// Runs a connection; drops it from its set when it ends or has been idle
 /// for `idle`. Holding only weak references, it lets the connection close
 /// once the set and the last request let go of it.
-async fn drive<F>(connection: F, set: Weak<ConnSet>, conn: Weak<Conn>, idle: Duration)
+async fn drive<F>(connection: F, owner: Owner, conn: Weak<Conn>, idle: Duration)
 where
     F: std::future::Future,
 {
@@ -343,7 +417,7 @@ where
         tokio::select! {
             _ = &mut connection => break,
             () = tokio::time::sleep_until(check), if !reaped => {
-                match reap_if_idle(&set, &conn, idle) {
+                match reap_if_idle(&owner, &conn, idle) {
                     Ok(()) => reaped = true,
                     Err(next) => check = next,
                 }
@@ -353,26 +427,32 @@ where
     if let Some(conn) = conn.upgrade() {
         // Ended before its first frame: stop waiting for it.
         conn.learned.finish(None);
-        if let Some(set) = set.upgrade() {
-            set.state.lock().conns.retain(|c| !Arc::ptr_eq(c, &conn));
-        }
+        owner.remove(&conn);
     }
 }
 
-/// Removes `conn` from `set` if idle for `idle`; else the next check time.
-fn reap_if_idle(set: &Weak<ConnSet>, conn: &Weak<Conn>, idle: Duration) -> Result<(), Instant> {
-    let (Some(set), Some(conn)) = (set.upgrade(), conn.upgrade()) else {
+/// Removes `conn` from its set if idle for `idle`; else the next check time.
+fn reap_if_idle(owner: &Owner, conn: &Weak<Conn>, idle: Duration) -> Result<(), Instant> {
+    let (Some(set), Some(conn)) = (owner.set.upgrade(), conn.upgrade()) else {
         return Ok(());
     };
-    let mut state = set.state.lock();
-    let since = *conn.idle_since.lock();
-    if conn.in_flight.load(Ordering::Acquire) > 0 {
-        return Err(Instant::now() + idle);
+    let empty = {
+        // Checked and removed under the set's lock: no request claims it
+        // meanwhile.
+        let mut state = set.state.lock();
+        let since = *conn.idle_since.lock();
+        if conn.in_flight.load(Ordering::Acquire) > 0 {
+            return Err(Instant::now() + idle);
+        }
+        if since.elapsed() < idle {
+            return Err(since + idle);
+        }
+        state.conns.retain(|c| !Arc::ptr_eq(c, &conn));
+        state.is_unused()
+    };
+    if empty {
+        owner.forget(&set);
     }
-    if since.elapsed() < idle {
-        return Err(since + idle);
-    }
-    state.conns.retain(|c| !Arc::ptr_eq(c, &conn));
     Ok(())
 }
 

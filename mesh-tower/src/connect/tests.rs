@@ -127,3 +127,51 @@ fn the_balancers_known_host_is_used_only_for_its_own_service() {
     assert_eq!(req.headers()[HOST], "explicit");
     assert_eq!(req.headers().get_all(HOST).iter().count(), 1);
 }
+
+fn h2_authorities(connector: &Connector) -> usize {
+    match &connector.client {
+        Inner::H2Plain(pool) => pool.authorities(),
+        _ => panic!("not a plaintext HTTP/2 connector"),
+    }
+}
+
+#[tokio::test]
+async fn http2_endpoints_leave_the_pool_when_their_connections_go() {
+    let (addr, server) = server().await;
+    let config = ConnectConfig {
+        pool_idle_timeout: Duration::from_millis(150),
+        ..ConnectConfig::default()
+    };
+    let connector = Connector::new(Protocol::Http2, &config);
+    let call = |addr: SocketAddr| {
+        let connector = connector.clone();
+        async move {
+            let mut req = Request::get("http://news/x")
+                .body(MeshBody::empty())
+                .unwrap();
+            set_endpoint(&mut req, &authority(addr).unwrap());
+            connector.oneshot(req).await
+        }
+    };
+    let resp = call(addr).await.unwrap();
+    resp.into_body().collect().await.unwrap();
+    assert_eq!(h2_authorities(&connector), 1);
+    // Idle past the timeout: the connection and its endpoint's entry go.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while h2_authorities(&connector) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(h2_authorities(&connector), 0);
+    // The endpoint comes back: a fresh entry and connection.
+    let resp = call(addr).await.unwrap();
+    assert!(resp.status().is_success());
+    assert_eq!(h2_authorities(&connector), 1);
+    // An unreachable endpoint keeps no entry.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    assert!(call(refused).await.is_err());
+    assert_eq!(h2_authorities(&connector), 1);
+    server.abort();
+}
