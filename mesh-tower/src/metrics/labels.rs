@@ -39,11 +39,13 @@ pub(crate) struct Inner {
 }
 
 /// `mesh.client.retries` and `mesh.client.circuit_open` bound to one
-/// service's attributes, and the instruments they were bound from.
+/// service's attributes on first use (a bound counter is exported from
+/// the moment it is bound: binding up front would show a 0 series for every
+/// labels made, server side too), and the instruments they come from.
 pub(crate) struct ServiceCounters {
     pub(crate) owner: Weak<super::Instruments>,
-    pub(crate) retries: BoundCounter<u64>,
-    pub(crate) circuit_open: BoundCounter<u64>,
+    pub(crate) retries: OnceLock<BoundCounter<u64>>,
+    pub(crate) circuit_open: OnceLock<BoundCounter<u64>>,
 }
 
 /// How many endpoint (or route, or identity) values a cache keeps; past

@@ -78,6 +78,7 @@ pub(crate) mod tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -246,8 +247,8 @@ impl Metrics {
         // Fails only if already set, which a fresh `labels` is not.
         let _ = labels.inner().counters.set(labels::ServiceCounters {
             owner: Arc::downgrade(i),
-            retries: i.retries.bind(labels.service_only()),
-            circuit_open: i.circuit_open.bind(labels.service_only()),
+            retries: OnceLock::new(),
+            circuit_open: OnceLock::new(),
         });
         self.inner
             .registry
@@ -270,7 +271,10 @@ impl Metrics {
     /// Counts one retry of a call to `service`.
     pub fn record_retry(&self, service: &ServiceLabels) {
         match service.counters(&self.inner) {
-            Some(c) => c.retries.add(1),
+            Some(c) => c
+                .retries
+                .get_or_init(|| self.inner.retries.bind(service.service_only()))
+                .add(1),
             None => self.inner.retries.add(1, service.service_only()),
         }
     }
@@ -278,7 +282,10 @@ impl Metrics {
     /// Counts one request refused by `service`'s concurrency limit.
     pub fn record_circuit_open(&self, service: &ServiceLabels) {
         match service.counters(&self.inner) {
-            Some(c) => c.circuit_open.add(1),
+            Some(c) => c
+                .circuit_open
+                .get_or_init(|| self.inner.circuit_open.bind(service.service_only()))
+                .add(1),
             None => self.inner.circuit_open.add(1, service.service_only()),
         }
     }

@@ -184,3 +184,22 @@ fn retries_and_circuit_open_are_bound_per_service_and_fall_back_unbound() {
     assert_eq!(s.get("mesh_client_retries_total", &svc), 4.0);
     assert_eq!(s.get("mesh_client_circuit_open_total", &svc), 1.0);
 }
+
+#[test]
+fn service_counters_appear_only_once_counted() {
+    let (_p, expo, metrics) = setup();
+    // Labels are made for servers and for upstreams alike: none of them
+    // shows a client counter before the first count.
+    let news = metrics.service("news");
+    let _local = metrics.service("app-ui");
+    assert_eq!(series(&expo, "mesh_client_retries_total"), 0);
+    assert_eq!(series(&expo, "mesh_client_circuit_open_total"), 0);
+    metrics.record_retry(&news);
+    assert_eq!(series(&expo, "mesh_client_retries_total"), 1);
+    assert_eq!(series(&expo, "mesh_client_circuit_open_total"), 0);
+    let s = Scrape::of(&expo);
+    assert_eq!(
+        s.get("mesh_client_retries_total", &[("mesh_service", "news")]),
+        1.0
+    );
+}
