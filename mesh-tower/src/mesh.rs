@@ -469,14 +469,15 @@ impl Mesh {
                     // The client stack's connector (mTLS included): health
                     // probes go through it too.
                     let protocol = service_config(&res.config.borrow(), service).protocol;
-                    let health_connector = res.connector(service, protocol)?;
+                    let (connector, identity) = res.following_connector(service, protocol)?;
                     let state = ServiceState::new(
                         service,
                         res.config.clone(),
                         res.discover.clone(),
                         res.wait,
                         res.metrics.clone(),
-                        health_connector,
+                        connector,
+                        identity,
                     )
                     .map_err(|source| MeshError::Service {
                         service: service.to_string(),
@@ -488,10 +489,7 @@ impl Mesh {
                 }
             }
         };
-        let connector = self
-            .inner
-            .resources
-            .connector(&state.name, state.protocol)?;
+        let connector = state.connector.clone();
         state.pool.start();
         Ok(MeshClient::new(
             state,
@@ -502,41 +500,80 @@ impl Mesh {
 }
 
 impl Resources {
-    /// The connector for `service`: plaintext, or mTLS expecting the
-    /// service's identity (config `identity`, else
+    /// The connector for `service` under `config`: plaintext, or mTLS
+    /// expecting the service's identity (config `identity`, else
     /// `spiffe://<trust_domain>/ns/default/svc/<service>`), shared by every
-    /// service expecting the same identity over the same protocol.
-    fn connector(&self, service: &str, protocol: Protocol) -> Result<Connector, MeshError> {
+    /// service expecting the same identity over the same protocol; with the
+    /// identity it expects (`None`: plaintext).
+    fn connector_for(
+        &self,
+        config: &MeshConfig,
+        service: &str,
+        protocol: Protocol,
+    ) -> Result<(Option<SpiffeId>, Connector), MeshError> {
         let h2 = matches!(protocol, Protocol::Http2 | Protocol::Grpc);
         let Some(tls) = &self.tls else {
-            return Ok(if h2 {
-                self.http2.clone()
-            } else {
-                self.http1.clone()
-            });
+            return Ok((
+                None,
+                if h2 {
+                    self.http2.clone()
+                } else {
+                    self.http1.clone()
+                },
+            ));
         };
-        let expected = {
-            let config = self.config.borrow();
-            match config
-                .services
-                .get(service)
-                .and_then(|s| s.identity.clone())
-            {
-                Some(id) => id,
-                None => SpiffeId::for_service(&config.trust_domain, "default", service).map_err(
-                    |source| MeshError::Identity {
-                        service: service.to_string(),
-                        source,
-                    },
-                )?,
-            }
-        };
+        let expected = expected_identity(config, service)?;
         let mut connectors = self.tls_connectors.lock();
         if let Some(c) = connectors.get(&(h2, expected.clone())) {
-            return Ok(c.clone());
+            return Ok((Some(expected), c.clone()));
         }
         let connector = Connector::tls(protocol, &self.connect, tls, expected.clone())?;
-        connectors.insert((h2, expected), connector.clone());
-        Ok(connector)
+        connectors.insert((h2, expected.clone()), connector.clone());
+        Ok((Some(expected), connector))
+    }
+
+    /// A service's connector that follows config: with mTLS, a change of the
+    /// identity the service is expected to present (its `identity`, or the
+    /// trust domain behind the default one) swaps the connector under every
+    /// client of the service; new connections verify the new identity.
+    fn following_connector(
+        self: &Arc<Self>,
+        service: &str,
+        protocol: Protocol,
+    ) -> Result<(Connector, Option<crate::service::IdentityFollow>), MeshError> {
+        let config = Arc::clone(&self.config.borrow());
+        let (expected, connector) = self.connector_for(&config, service, protocol)?;
+        let Some(expected) = expected else {
+            return Ok((connector, None));
+        };
+        let (live, slot) = Connector::live(connector);
+        let res = Arc::clone(self);
+        let name = service.to_string();
+        let follow = crate::service::IdentityFollow {
+            expected,
+            slot,
+            make: Box::new(move |mesh: &MeshConfig| {
+                res.connector_for(mesh, &name, protocol)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        Ok((live, Some(follow)))
+    }
+}
+
+/// The SPIFFE ID `service` must present under `config`.
+fn expected_identity(config: &MeshConfig, service: &str) -> Result<SpiffeId, MeshError> {
+    match config
+        .services
+        .get(service)
+        .and_then(|s| s.identity.clone())
+    {
+        Some(id) => Ok(id),
+        None => SpiffeId::for_service(&config.trust_domain, "default", service).map_err(|source| {
+            MeshError::Identity {
+                service: service.to_string(),
+                source,
+            }
+        }),
     }
 }

@@ -9,7 +9,7 @@ use mesh_tests::tls::{Pki, Validity, spiffe};
 use mesh_tower::error::{ErrorKind, kind};
 use mesh_tower::tls::{IdentityMismatch, MeshAcceptor, TlsMode};
 use rustls_pki_types::pem::PemObject;
-use tls_common::{Server, get, mesh, tls_for};
+use tls_common::{Server, config, get, mesh, tls_for};
 
 #[tokio::test]
 async fn mtls_http1_and_h2_through_the_mesh_server_sees_the_caller_identity() {
@@ -318,4 +318,57 @@ async fn a_stalled_handshake_times_out_and_the_accept_loop_goes_on() {
             .starts_with(&spiffe("app-ui"))
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_existing_client_follows_an_identity_change_in_config() {
+    let pki = Pki::new("mesh");
+    // news-service's instance presents `billing` (a migration, say).
+    let server_tls = tls_for(&pki, &pki.leaf("billing", "billing"), TlsMode::Strict);
+    let server = Server::start(MeshAcceptor::new(&server_tls)).await;
+    let client_tls = tls_for(&pki, &pki.leaf("app-ui", "app"), TlsMode::Strict);
+    let first = config("services:\n  news-service: {}\n");
+    let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(first.clone()));
+    let m = mesh_tower::Mesh::builder()
+        .config_updates(rx)
+        .endpoints("news-service", vec![mesh_core::Endpoint::new(server.addr)])
+        .tls(client_tls)
+        .build()
+        .unwrap();
+    // Made once, kept: as an application keeps its clients.
+    let client = m.client("news-service");
+    let err = get(&client).await.unwrap_err();
+    assert!(find_mismatch(err.as_ref()).is_some(), "{err:?}");
+
+    // The config now expects `billing` from news-service: the same client
+    // connects.
+    let mut next = first.clone();
+    let svc = next.services.entry("news-service".into()).or_default();
+    svc.identity = Some(spiffe("billing").parse().unwrap());
+    tx.send(std::sync::Arc::new(next)).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        match get(&client).await {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(last.is_none(), "never followed: {last:?}");
+
+    // And back: the default identity again. The connector that expects it
+    // never got a connection through, so the next request handshakes anew
+    // and is refused.
+    tx.send(std::sync::Arc::new(first)).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut refused = false;
+    while tokio::time::Instant::now() < deadline && !refused {
+        refused = matches!(get(&client).await, Err(ref e) if find_mismatch(e.as_ref()).is_some());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "never switched back");
 }

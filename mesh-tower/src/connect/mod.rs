@@ -137,6 +137,8 @@ enum Inner {
     Tls(std::sync::Arc<h1pool::H1Pool<tls::TlsConnect>>),
     H2Plain(std::sync::Arc<h2pool::H2Pool<HttpConnector>>),
     H2Tls(std::sync::Arc<h2pool::H2Pool<tls::TlsConnect>>),
+    /// Whatever connector is in the slot now (see [`Connector::live`]).
+    Live(std::sync::Arc<arc_swap::ArcSwap<Connector>>),
 }
 
 fn is_h2(protocol: Protocol) -> bool {
@@ -212,7 +214,25 @@ impl Connector {
 
     /// Whether connections are mTLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.client, Inner::Tls(_) | Inner::H2Tls(_))
+        match &self.client {
+            Inner::Tls(_) | Inner::H2Tls(_) => true,
+            Inner::Live(slot) => slot.load().is_tls(),
+            Inner::Plain(_) | Inner::H2Plain(_) => false,
+        }
+    }
+
+    /// A connector sending each request through the connector in the
+    /// returned slot at that moment: the mesh swaps a service's mTLS
+    /// connector when its expected identity changes in config. Requests in
+    /// flight finish on the connector they started with.
+    pub(crate) fn live(
+        initial: Connector,
+    ) -> (Connector, std::sync::Arc<arc_swap::ArcSwap<Connector>>) {
+        let slot = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(initial));
+        let live = Connector {
+            client: Inner::Live(std::sync::Arc::clone(&slot)),
+        };
+        (live, slot)
     }
 }
 
@@ -226,6 +246,12 @@ impl tower::Service<Request<MeshBody>> for Connector {
     }
 
     fn call(&mut self, req: Request<MeshBody>) -> ResponseFuture {
+        self.send(req)
+    }
+}
+
+impl Connector {
+    fn send(&self, req: Request<MeshBody>) -> ResponseFuture {
         // One allocation per request: hyper's send futures cannot be named.
         ResponseFuture {
             inner: match &self.client {
@@ -245,6 +271,7 @@ impl tower::Service<Request<MeshBody>> for Connector {
                     let pool = std::sync::Arc::clone(pool);
                     Box::pin(async move { pool.send(req).await })
                 }
+                Inner::Live(slot) => return slot.load().send(req),
             },
         }
     }

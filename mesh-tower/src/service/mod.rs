@@ -22,15 +22,17 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use mesh_core::MeshConfig;
-use mesh_core::config::{Protocol, ServiceConfig};
+use mesh_core::config::ServiceConfig;
 use mesh_core::retry::{BudgetError, RetryBudget};
 use mesh_core::route::RouteError;
 use mesh_discovery::Discover;
 use tokio::sync::watch;
 
 use crate::balance::{ConfigFollow, EndpointPool, PoolError, PoolObserver};
+use crate::connect::Connector;
 use crate::metrics::{Metrics, ServiceLabels};
 use crate::router::RouteTable;
+use mesh_core::identity::SpiffeId;
 use mesh_core::outlier::OutlierEvent;
 
 /// A service's config could not be compiled into a client.
@@ -47,15 +49,50 @@ pub enum ServiceError {
     Budget(#[from] BudgetError),
 }
 
+/// How a service's mTLS connector follows config: the identity expected
+/// now, the slot its clients send through, and how to make the connector
+/// for a config.
+pub(crate) struct IdentityFollow {
+    pub(crate) expected: SpiffeId,
+    pub(crate) slot: Arc<ArcSwap<Connector>>,
+    #[allow(clippy::type_complexity)]
+    pub(crate) make:
+        Box<dyn Fn(&MeshConfig) -> Result<(Option<SpiffeId>, Connector), String> + Send + Sync>,
+}
+
+impl IdentityFollow {
+    /// Swaps the connector if `mesh` expects another identity; a connector
+    /// that cannot be made keeps the current one (logged).
+    fn apply(&mut self, service: &str, mesh: &MeshConfig) {
+        match (self.make)(mesh) {
+            Ok((Some(expected), connector)) if expected != self.expected => {
+                tracing::info!(
+                    service,
+                    from = %self.expected,
+                    to = %expected,
+                    "expected server identity changed; new connections verify the new one"
+                );
+                self.slot.store(Arc::new(connector));
+                self.expected = expected;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(service, %error, "identity change rejected; keeping the previous one");
+            }
+        }
+    }
+}
+
 /// One upstream service's shared state (see the [module docs](self)).
 pub(crate) struct ServiceState {
     pub(crate) name: Arc<str>,
-    pub(crate) protocol: Protocol,
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) pool: EndpointPool,
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) metrics: Metrics,
     pub(crate) labels: ServiceLabels,
+    /// What every client of the service sends through (health probes too).
+    pub(crate) connector: Connector,
 }
 
 /// Feeds the pool's events to the service's golden-signal instruments.
@@ -98,7 +135,8 @@ impl ServiceState {
         discover: Arc<dyn Discover>,
         wait: std::time::Duration,
         metrics: Metrics,
-        health_connector: crate::connect::Connector,
+        connector: Connector,
+        mut identity: Option<IdentityFollow>,
     ) -> Result<Self, ServiceError> {
         let name: Arc<str> = Arc::from(name);
         let labels = metrics.service(name.clone());
@@ -122,6 +160,11 @@ impl ServiceState {
             ConfigFollow {
                 rx: config,
                 apply: Box::new(move |pool, mesh| {
+                    // Before the early return: the default identity follows
+                    // the mesh's trust domain, not only the service's config.
+                    if let Some(identity) = identity.as_mut() {
+                        identity.apply(&name, mesh);
+                    }
                     let next = service_config(mesh, &name);
                     if next == last {
                         return;
@@ -142,16 +185,16 @@ impl ServiceState {
             .wait_for_endpoints(wait)
             .discover(discover)
             .follow(follow)
-            .health_connector(health_connector)
+            .health_connector(connector.clone())
             .build()?;
         Ok(Self {
             name,
-            protocol: current.protocol,
             routes,
             pool,
             budget,
             metrics,
             labels,
+            connector,
         })
     }
 }
