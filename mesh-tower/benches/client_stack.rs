@@ -7,6 +7,9 @@
 //! through the OpenTelemetry SDK feeding the Prometheus exporter, W3C
 //! `traceparent` injection.
 //!
+//! `8_fused_client` is the same path as `7_full_client`, fused into one
+//! service and one future (what `MeshClient` uses).
+//!
 //! Each iteration sends 100 calls one after the other on a current-thread
 //! runtime; the reported time is per call. The difference between two
 //! adjacent stacks is that layer's cost.
@@ -22,6 +25,7 @@ use mesh_core::config::{Format, parse_str};
 use mesh_tower::BoxError;
 use mesh_tower::balance::{BalanceLayer, EndpointPool};
 use mesh_tower::body::MeshBody;
+use mesh_tower::fused::FusedClient;
 use mesh_tower::metrics::{Metrics, MetricsLayer, SCOPE};
 use mesh_tower::retry::RetryLayer;
 use mesh_tower::router::{RouteTable, RouterLayer};
@@ -150,6 +154,16 @@ fn stacks() -> Vec<(&'static str, Stack)> {
                     .layer(BalanceLayer::new(pool()))
                     .service(up()),
             ),
+        ),
+        (
+            "8_fused_client",
+            BoxCloneSyncService::new(FusedClient::new(
+                up(),
+                MetricsLayer::client(metrics.clone(), labels.clone()),
+                routes(),
+                RetryLayer::new(None),
+                pool(),
+            )),
         ),
     ]
 }

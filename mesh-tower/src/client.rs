@@ -9,18 +9,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use tower::Service;
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder};
 
-use crate::balance::BalanceLayer;
 use crate::body::MeshBody;
 use crate::error::BoxError;
+use crate::fused::FusedClient;
 use crate::mesh::{MeshError, Resources};
 use crate::metrics::MetricsLayer;
 use crate::retry::{OnRetry, RetryLayer};
 use crate::router::RouterLayer;
 use crate::service::ServiceState;
-use crate::timeout::TimeoutLayer;
 
 type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Incoming>, BoxError>;
 
@@ -64,22 +63,17 @@ impl MeshClient {
             let labels = state.labels.clone();
             Arc::new(move |_: &Request<MeshBody>| metrics.record_retry(&labels))
         };
-        // DESIGN.md's order, outermost first (see the crate docs).
-        let stack = ServiceBuilder::new()
-            .layer(MetricsLayer::client(
-                state.metrics.clone(),
-                state.labels.clone(),
-            ))
-            .layer(RouterLayer::shared(state.routes.clone()))
-            .layer(TimeoutLayer::call(None))
-            .layer(
-                RetryLayer::new(None)
-                    .budget(state.budget.clone())
-                    .on_retry(on_retry),
-            )
-            .layer(TimeoutLayer::per_try(None))
-            .layer(BalanceLayer::new(state.pool.clone()))
-            .service(connector);
+        // DESIGN.md's order (see the crate docs), fused into one service
+        // and one future (see `crate::fused`).
+        let stack = FusedClient::new(
+            connector,
+            MetricsLayer::client(state.metrics.clone(), state.labels.clone()),
+            RouterLayer::shared(state.routes.clone()),
+            RetryLayer::new(None)
+                .budget(state.budget.clone())
+                .on_retry(on_retry),
+            state.pool.clone(),
+        );
         Self {
             service: state.name.clone(),
             stack: BoxCloneSyncService::new(stack),

@@ -90,6 +90,7 @@ mod clock;
 pub mod connect;
 pub mod error;
 pub mod ext;
+pub mod fused;
 pub mod health;
 pub mod inherit;
 mod mesh;

@@ -185,96 +185,147 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &self.pool.shared;
-        shared.ensure_started();
-        let permit = match shared.limits.try_acquire_request() {
-            Ok(p) => p,
-            Err(source) => {
-                shared.observer.circuit_open();
-                return ResponseFuture::failed(Box::new(CircuitOpen {
-                    service: shared.service.clone(),
-                    source,
-                }));
-            }
-        };
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let subset = req.extensions().get::<Subset>().and_then(|s| s.0);
         // One clock read for the attempt's start, its timeout and the pick.
         let now = crate::clock::now();
-        let timeout_at = attempt_timeout(&req, now);
-        let snap = shared.snapshot.load();
-        let hash = PoolShared::request_hash(&snap, req.headers());
-        let tried = req
+        let per_try = req
             .extensions()
-            .get::<TriedEndpoints>()
-            .map_or(&[][..], |t| &t.0[..]);
-        match shared.try_pick(&snap, subset, hash, tried, now.into_std()) {
-            Err(e) => ResponseFuture::failed(Box::new(e)),
-            Ok(Some(mut attempt)) => {
-                drop(snap);
+            .get::<RouteInfo>()
+            .and_then(|r| r.0.retry.as_ref())
+            .and_then(|p| p.per_try_timeout());
+        let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
+        let tried = req.extensions().get::<TriedEndpoints>().cloned();
+        let plan = AttemptPlan {
+            subset,
+            tried: tried.as_ref().map_or(&[][..], |t| &t.0[..]),
+            timeout_at: attempt_timeout(per_try, deadline, now),
+            now,
+        };
+        // Picked later: a per-try timeout above learns it from a cell.
+        let (future, picked) = start(
+            &self.pool.shared,
+            &mut self.inner,
+            req,
+            &plan,
+            crate::timeout::attempt::cell,
+        );
+        if let Some(endpoint) = picked {
+            crate::timeout::attempt::picked(endpoint);
+        }
+        future
+    }
+}
+
+/// What an attempt starts from, decided above the balancer.
+pub(crate) struct AttemptPlan<'a> {
+    /// The router's subset (`None`: all endpoints).
+    pub(crate) subset: Option<usize>,
+    /// Endpoints of earlier attempts, avoided when possible.
+    pub(crate) tried: &'a [std::net::SocketAddr],
+    /// When the layers above give up on the attempt (dropped after this,
+    /// it counts as a timeout of its endpoint).
+    pub(crate) timeout_at: Option<tokio::time::Instant>,
+    /// The attempt's start.
+    pub(crate) now: tokio::time::Instant,
+}
+
+/// Starts one attempt of `req` on `pool` through `inner`: takes a
+/// `max_requests` permit, picks an endpoint, points the request at it and
+/// calls `inner` (or, with no endpoint yet, a boxed bounded wait for one,
+/// which fills the cell `later` gives). Also returns the endpoint, if
+/// picked at once. Shared by [`Balance`] and the fused client
+/// ([`crate::fused`]).
+pub(crate) fn start<S, B, RB>(
+    pool: &Arc<PoolShared>,
+    inner: &mut S,
+    mut req: Request<B>,
+    plan: &AttemptPlan<'_>,
+    later: impl FnOnce() -> Option<AttemptEndpoint>,
+) -> (ResponseFuture<S::Future, RB>, Option<std::net::SocketAddr>)
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    let shared = pool;
+    shared.ensure_started();
+    let permit = match shared.limits.try_acquire_request() {
+        Ok(p) => p,
+        Err(source) => {
+            shared.observer.circuit_open();
+            let err = Box::new(CircuitOpen {
+                service: shared.service.clone(),
+                source,
+            });
+            return (ResponseFuture::failed(err), None);
+        }
+    };
+    let (subset, timeout_at) = (plan.subset, plan.timeout_at);
+    let snap = shared.snapshot.load();
+    let hash = PoolShared::request_hash(&snap, req.headers());
+    match shared.try_pick(&snap, subset, hash, plan.tried, plan.now.into_std()) {
+        Err(e) => (ResponseFuture::failed(Box::new(e)), None),
+        Ok(Some(mut attempt)) => {
+            drop(snap);
+            attempt.set_timeout_at(timeout_at);
+            attempt.observe(req.extensions());
+            note_endpoint(&req, &attempt);
+            crate::connect::set_endpoint_known(&mut req, &attempt.entry.authority, &shared.host);
+            let endpoint = attempt.address();
+            let future = ResponseFuture::attempt(inner.call(req), attempt, permit);
+            (future, Some(endpoint))
+        }
+        Ok(None) => {
+            let later = later();
+            let tried = plan.tried.to_vec();
+            drop(snap);
+            let shared = shared.clone();
+            let clone = inner.clone();
+            let inner = std::mem::replace(inner, clone);
+            let future = ResponseFuture::waiting(Box::pin(async move {
+                let _permit = permit;
+                let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
                 attempt.set_timeout_at(timeout_at);
                 attempt.observe(req.extensions());
+                if let Some(cell) = &later {
+                    cell.set(attempt.address());
+                }
                 note_endpoint(&req, &attempt);
                 crate::connect::set_endpoint_known(
                     &mut req,
                     &attempt.entry.authority,
                     &shared.host,
                 );
-                ResponseFuture::attempt(self.inner.call(req), attempt, permit)
-            }
-            Ok(None) => {
-                // Picked later: a per-try timeout above learns it from a cell.
-                let later = crate::timeout::attempt::cell();
-                let tried = tried.to_vec();
-                drop(snap);
-                let shared = shared.clone();
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(Box::pin(async move {
-                    let _permit = permit;
-                    let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
-                    attempt.set_timeout_at(timeout_at);
-                    attempt.observe(req.extensions());
-                    if let Some(cell) = &later {
-                        cell.set(attempt.address());
-                    }
-                    note_endpoint(&req, &attempt);
-                    crate::connect::set_endpoint_known(
-                        &mut req,
-                        &attempt.entry.authority,
-                        &shared.host,
-                    );
-                    let mut inner = inner;
-                    let result = match inner.ready().await {
-                        Ok(svc) => svc.call(req).await,
-                        Err(e) => Err(e),
-                    };
-                    attempt.finish(result)
-                }))
-            }
+                let mut inner = inner;
+                let result = match inner.ready().await {
+                    Ok(svc) => svc.call(req).await,
+                    Err(e) => Err(e),
+                };
+                attempt.finish(result)
+            }));
+            (future, None)
         }
     }
 }
 
-/// Tells a per-try timeout above where this attempt went (its scope, see
-/// `timeout::attempt`), and the request's own [`AttemptEndpoint`] if any.
+/// Tells the request's own [`AttemptEndpoint`], if any, where this attempt
+/// went.
 fn note_endpoint<B>(req: &Request<B>, attempt: &attempt::Attempt) {
-    crate::timeout::attempt::picked(attempt.address());
     if let Some(cell) = req.extensions().get::<AttemptEndpoint>() {
         cell.set(attempt.address());
     }
 }
 
-/// When the layers above give up on this attempt: the route's per-try
-/// timeout from `now`, capped by the call's deadline.
-fn attempt_timeout<B>(req: &Request<B>, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
-    let per_try = req
-        .extensions()
-        .get::<RouteInfo>()
-        .and_then(|r| r.0.retry.as_ref())
-        .and_then(|p| p.per_try_timeout())
-        .map(|d| now + d);
-    let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
+/// When the layers above give up on an attempt started at `now`: the
+/// route's `per_try` timeout, capped by the call's `deadline`.
+pub(crate) fn attempt_timeout(
+    per_try: Option<std::time::Duration>,
+    deadline: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let per_try = per_try.map(|d| now + d);
     match (per_try, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -42,7 +42,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 /// One call being measured: in flight from `start` until dropped.
-pub(super) struct Recorder {
+pub(crate) struct Recorder {
     shared: Arc<Shared>,
     route: Option<Arc<str>>,
     method: u8,
@@ -107,7 +107,7 @@ impl Recorder {
         }
     }
 
-    fn record<B>(&mut self, result: &Result<http::Response<B>, BoxError>) {
+    pub(crate) fn record<B>(&mut self, result: &Result<http::Response<B>, BoxError>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }

@@ -110,6 +110,27 @@ impl MetricsLayer {
     }
 }
 
+impl MetricsLayer {
+    /// Starts measuring a call at `now`: injects `traceparent` (if on) and
+    /// enters the in-flight gauge. Shared by [`ClientMetrics`] and the
+    /// fused client ([`crate::fused`]).
+    pub(crate) fn start<B>(
+        &self,
+        req: &mut http::Request<B>,
+        now: tokio::time::Instant,
+    ) -> Recorder {
+        let l = &self.shared;
+        if let Some(ids) = &l.ids {
+            trace::inject(req, ids.as_ref(), l.flags);
+        }
+        let route = req
+            .extensions()
+            .get::<RouteInfo>()
+            .map(|r| r.0.route.clone());
+        Recorder::start(l.clone(), route, method_index(req.method()), now)
+    }
+}
+
 impl<S> Layer<S> for MetricsLayer {
     type Service = ClientMetrics<S>;
 
@@ -159,17 +180,9 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let l = &self.layer.shared;
-        if let Some(ids) = &l.ids {
-            trace::inject(&mut req, ids.as_ref(), l.flags);
-        }
-        let route = req
-            .extensions()
-            .get::<RouteInfo>()
-            .map(|r| r.0.route.clone());
         // The call's one clock read, shared with the layers below.
         let now = tokio::time::Instant::now();
-        let recorder = Recorder::start(l.clone(), route, method_index(req.method()), now);
+        let recorder = self.layer.start(&mut req, now);
         let inner = &mut self.inner;
         ResponseFuture::new(crate::clock::scoped(now, || inner.call(req)), recorder)
     }

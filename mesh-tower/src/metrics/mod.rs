@@ -86,6 +86,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableUpDownCounter};
 use parking_lot::Mutex;
 
+pub(crate) use future::Recorder;
 pub use future::ResponseFuture;
 pub use labels::LabelCache;
 pub use labels::ServiceLabels;

@@ -42,13 +42,7 @@ impl<S> Retrying<S> {
     /// [`TriedEndpoints`] once there were failed attempts) and a replay of
     /// the body.
     pub(super) fn request(&self) -> http::Request<MeshBody> {
-        let mut req = http::Request::new(self.body.try_clone().unwrap_or_default());
-        *req.method_mut() = self.parts.method.clone();
-        *req.uri_mut() = self.parts.uri.clone();
-        *req.version_mut() = self.parts.version;
-        *req.headers_mut() = self.parts.headers.clone();
-        *req.extensions_mut() = self.parts.extensions.clone();
-        req
+        replay(&self.parts, &self.body)
     }
 
     /// Decides after an attempt: `Some(delay)` to retry (the policy agreed,
@@ -58,48 +52,15 @@ impl<S> Retrying<S> {
         &mut self,
         result: &Result<http::Response<B>, BoxError>,
     ) -> Option<Duration> {
-        let policy = self.policy()?;
-        let method = self.parts.method.as_str();
-        let (outcome, endpoint) = match result {
-            Ok(resp) => (
-                response_outcome(resp),
-                resp.extensions().get::<ServedBy>().map(|s| s.0),
-            ),
-            // A failure that says nothing about an endpoint (no endpoints,
-            // circuit open, no route) is not retried.
-            Err(err) => (error_outcome(&**err)?, endpoint_of(&**err)),
-        };
-        // The cheap check first: successes and non-retryable outcomes stop
-        // here, before any header is parsed or any seed drawn.
-        if let Decision::Stop(_) = policy.should_retry(outcome, self.attempts, method) {
-            return None;
-        }
-        let pushback = match result {
-            Ok(resp) => pushback(resp.headers()),
-            Err(_) => Pushback::None,
-        };
-        if matches!(pushback, Pushback::RetryAfter(d) if d > self.shared.max_pushback) {
-            return None;
-        }
-        let attempt = Attempt {
-            outcome,
-            number: self.attempts,
-            method,
-            pushback,
-            remaining: self
-                .parts
-                .extensions
-                .get::<Deadline>()
-                .map(Deadline::remaining),
-        };
-        let mut rng = SmallRng::seed_from_u64(self.shared.next_seed());
-        let Decision::RetryAfter(delay) = policy.decide(&attempt, &mut rng) else {
-            return None;
-        };
-        let budget = self.shared.budget.as_ref()?;
-        if !budget.try_withdraw(tokio::time::Instant::now().into_std()) {
-            return None;
-        }
+        let deadline = self.parts.extensions.get::<Deadline>().map(|d| d.0);
+        let (delay, endpoint) = decide(
+            &self.shared,
+            self.policy(),
+            &self.parts.method,
+            self.attempts,
+            deadline,
+            result,
+        )?;
         if let Some(endpoint) = endpoint {
             match self.parts.extensions.get_mut::<TriedEndpoints>() {
                 Some(tried) => tried.0.push(endpoint),
@@ -110,6 +71,72 @@ impl<S> Retrying<S> {
         }
         Some(delay)
     }
+}
+
+/// A request with `parts`' head (copied) and a replay of `body`.
+pub(crate) fn replay(parts: &http::request::Parts, body: &MeshBody) -> http::Request<MeshBody> {
+    let mut req = http::Request::new(body.try_clone().unwrap_or_default());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
+/// Decides after attempt number `attempts` of a `method` request under
+/// `policy`, with the call's `deadline`: `Some((delay, endpoint))` to retry
+/// after `delay` (the policy agreed, the deadline allows it and the budget
+/// paid for it), `endpoint` being the failed attempt's to avoid next time;
+/// `None` to return `result`. Shared by [`Retry`](super::Retry) and the
+/// fused client ([`crate::fused`]).
+pub(crate) fn decide<B>(
+    shared: &Shared,
+    policy: Option<&RetryPolicy>,
+    method: &http::Method,
+    attempts: u32,
+    deadline: Option<tokio::time::Instant>,
+    result: &Result<http::Response<B>, BoxError>,
+) -> Option<(Duration, Option<SocketAddr>)> {
+    let policy = policy?;
+    let method = method.as_str();
+    let (outcome, endpoint) = match result {
+        Ok(resp) => (
+            response_outcome(resp),
+            resp.extensions().get::<ServedBy>().map(|s| s.0),
+        ),
+        // A failure that says nothing about an endpoint (no endpoints,
+        // circuit open, no route) is not retried.
+        Err(err) => (error_outcome(&**err)?, endpoint_of(&**err)),
+    };
+    // The cheap check first: successes and non-retryable outcomes stop
+    // here, before any header is parsed or any seed drawn.
+    if let Decision::Stop(_) = policy.should_retry(outcome, attempts, method) {
+        return None;
+    }
+    let pushback = match result {
+        Ok(resp) => pushback(resp.headers()),
+        Err(_) => Pushback::None,
+    };
+    if matches!(pushback, Pushback::RetryAfter(d) if d > shared.max_pushback) {
+        return None;
+    }
+    let attempt = Attempt {
+        outcome,
+        number: attempts,
+        method,
+        pushback,
+        remaining: deadline.map(|at| at.saturating_duration_since(tokio::time::Instant::now())),
+    };
+    let mut rng = SmallRng::seed_from_u64(shared.next_seed());
+    let Decision::RetryAfter(delay) = policy.decide(&attempt, &mut rng) else {
+        return None;
+    };
+    let budget = shared.budget.as_ref()?;
+    if !budget.try_withdraw(tokio::time::Instant::now().into_std()) {
+        return None;
+    }
+    Some((delay, endpoint))
 }
 
 /// What the server said about retrying: `grpc-retry-pushback-ms` (gRPC),

@@ -172,7 +172,11 @@ where
 
 /// Reads and discards frames of a failed response's body until it ends,
 /// fails, is not ready, or exceeds [`MAX_DRAIN`].
-fn poll_drain<B: Body>(mut drain: Pin<&mut Option<B>>, drained: &mut usize, cx: &mut Context<'_>) {
+pub(crate) fn poll_drain<B: Body>(
+    mut drain: Pin<&mut Option<B>>,
+    drained: &mut usize,
+    cx: &mut Context<'_>,
+) {
     while let Some(body) = drain.as_mut().as_pin_mut() {
         match body.poll_frame(cx) {
             Poll::Pending => return,
@@ -189,7 +193,7 @@ fn poll_drain<B: Body>(mut drain: Pin<&mut Option<B>>, drained: &mut usize, cx: 
     }
 }
 
-fn finish<B>(
+pub(crate) fn finish<B>(
     result: Result<http::Response<B>, BoxError>,
     attempts: u32,
 ) -> Result<http::Response<B>, BoxError> {

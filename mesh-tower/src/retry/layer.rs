@@ -30,14 +30,14 @@ pub struct RetryLayer {
 }
 
 /// What every service (and clone) made by one layer shares.
-pub(super) struct Shared {
-    pub(super) default_policy: Option<RetryPolicy>,
+pub(crate) struct Shared {
+    pub(crate) default_policy: Option<RetryPolicy>,
     /// `None` only if the default budget could not be built (it can: its
     /// config is valid), in which case nothing is retried.
-    pub(super) budget: Option<Arc<RetryBudget>>,
-    pub(super) max_buffer: usize,
-    pub(super) max_pushback: Duration,
-    pub(super) on_retry: Option<OnRetry>,
+    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) max_buffer: usize,
+    pub(crate) max_pushback: Duration,
+    pub(crate) on_retry: Option<OnRetry>,
     jitter: AtomicU64,
 }
 
@@ -102,6 +102,11 @@ impl RetryLayer {
         self.map(|s| s.jitter = AtomicU64::new(seed))
     }
 
+    /// What this layer's services share (the fused client uses it too).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn map(self, f: impl FnOnce(&mut Shared)) -> Self {
         let mut shared = match Arc::try_unwrap(self.shared) {
             Ok(shared) => shared,
@@ -152,7 +157,7 @@ impl Shared {
 
     /// A fresh seed for one backoff draw (splitmix64 over a shared counter:
     /// one atomic add, only when a retry is being decided).
-    pub(super) fn next_seed(&self) -> u64 {
+    pub(crate) fn next_seed(&self) -> u64 {
         let mut z = self
             .jitter
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)

@@ -135,7 +135,9 @@ use crate::body::MeshBody;
 use crate::error::BoxError;
 use crate::ext::RouteInfo;
 use attempt::Retrying;
-use layer::Shared;
+pub(crate) use attempt::{decide, replay};
+pub(crate) use future::{finish, poll_drain};
+pub(crate) use layer::Shared;
 use mesh_core::retry::{Decision, Outcome, RetryPolicy, StopReason, is_idempotent};
 
 pub use future::ResponseFuture;
@@ -190,28 +192,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<MeshBody>) -> Self::Future {
-        let shared = &self.shared;
-        let Some(budget) = &shared.budget else {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        };
-        budget.deposit(crate::clock::now().into_std());
-
         let policy = match req.extensions().get::<RouteInfo>() {
             Some(route) => route.0.retry.as_ref(),
-            None => shared.default_policy.as_ref(),
+            None => self.shared.default_policy.as_ref(),
         };
-        let buffered = req.body().is_buffered();
-        let replayable = buffered
-            || req
-                .body()
-                .size_hint()
-                .upper()
-                .is_some_and(|upper| upper <= shared.max_buffer as u64);
-        // Decide before copying anything: a request its policy can never
-        // retry goes down as it is.
-        if !replayable || policy.is_none_or(|p| !may_retry(p, req.method())) {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
+        let buffered = match plan(&self.shared, policy, &req, crate::clock::now()) {
+            Plan::Once => return ResponseFuture::passthrough(self.inner.call(req)),
+            Plan::Replay => true,
+            Plan::Buffer => false,
+        };
 
         // Keep the service that was made ready for the first attempt; the
         // clone left behind serves the next request.
@@ -239,6 +228,46 @@ where
             ResponseFuture::buffering(collect, retry)
         }
     }
+}
+
+/// How a request goes down, decided before anything is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// One attempt, as it is (no budget, not replayable, or its policy can
+    /// never retry it).
+    Once,
+    /// May be retried; its body is buffered already.
+    Replay,
+    /// May be retried once its (small) streaming body is collected.
+    Buffer,
+}
+
+/// Plans `req` under `policy` at `now`: deposits into the budget (every
+/// original request does), then decides whether it may be retried.
+/// Shared by [`Retry`] and the fused client ([`crate::fused`]).
+pub(crate) fn plan(
+    shared: &Shared,
+    policy: Option<&RetryPolicy>,
+    req: &http::Request<MeshBody>,
+    now: tokio::time::Instant,
+) -> Plan {
+    let Some(budget) = &shared.budget else {
+        return Plan::Once;
+    };
+    budget.deposit(now.into_std());
+    let buffered = req.body().is_buffered();
+    let replayable = buffered
+        || req
+            .body()
+            .size_hint()
+            .upper()
+            .is_some_and(|upper| upper <= shared.max_buffer as u64);
+    // Decide before copying anything: a request its policy can never
+    // retry goes down as it is.
+    if !replayable || policy.is_none_or(|p| !may_retry(p, req.method())) {
+        return Plan::Once;
+    }
+    if buffered { Plan::Replay } else { Plan::Buffer }
 }
 
 /// Whether some outcome of the first attempt of a `method` request could be

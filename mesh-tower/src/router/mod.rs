@@ -96,6 +96,28 @@ impl RouteTable {
         &self.service
     }
 
+    /// Routes `req`: its route's policy and the subset its split chose
+    /// (`None`: all endpoints), or [`NoRoute`]. Shared by [`Router`] and
+    /// the fused client ([`crate::fused`]).
+    pub(crate) fn decide<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Result<(Option<Arc<RoutePolicy>>, Option<usize>), NoRoute> {
+        let decision = with_rng(|rng| {
+            self.router
+                .route(&View(req), rng)
+                .map(|d| (d.index(), d.subset()))
+        });
+        match decision {
+            Ok((index, subset)) => Ok((self.policies.get(index).cloned(), subset)),
+            Err(_) => Err(NoRoute {
+                service: self.service.clone(),
+                method: req.method().to_string(),
+                path: req.uri().path().to_string(),
+            }),
+        }
+    }
+
     /// The policy of each route, in order.
     pub fn policies(&self) -> &[Arc<RoutePolicy>] {
         &self.policies
@@ -132,6 +154,11 @@ impl RouterLayer {
         Self {
             table: Arc::new(ArcSwap::from_pointee(table)),
         }
+    }
+
+    /// The table this layer routes by.
+    pub(crate) fn table(&self) -> &Arc<ArcSwap<RouteTable>> {
+        &self.table
     }
 
     /// A layer routing by whatever table `table` holds at each request
@@ -207,31 +234,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let table = self.table.load();
-        let decision = with_rng(|rng| {
-            table
-                .router
-                .route(&View(&req), rng)
-                .map(|d| (d.index(), d.subset()))
-        });
-        match decision {
-            Ok((index, subset)) => {
-                if let Some(policy) = table.policies.get(index) {
-                    req.extensions_mut().insert(RouteInfo(policy.clone()));
+        let decided = self.table.load().decide(&req);
+        match decided {
+            Ok((policy, subset)) => {
+                if let Some(policy) = policy {
+                    req.extensions_mut().insert(RouteInfo(policy));
                 }
                 // Absent means all endpoints: only a split is recorded (one
                 // extension box fewer on most requests).
                 if subset.is_some() {
                     req.extensions_mut().insert(Subset(subset));
                 }
-                drop(table);
                 Either::Left(self.inner.call(req))
             }
-            Err(_) => Either::Right(ready(Err(Box::new(NoRoute {
-                service: table.service.clone(),
-                method: req.method().to_string(),
-                path: req.uri().path().to_string(),
-            })))),
+            Err(e) => Either::Right(ready(Err(Box::new(e)))),
         }
     }
 }

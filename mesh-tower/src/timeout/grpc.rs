@@ -71,7 +71,7 @@ pub fn encode(timeout: Duration) -> HeaderValue {
 /// or `application/grpc+<codec>`): every attempt of a call with a deadline
 /// tells the server how long it has, also when the deadline came from the
 /// service's or route's `timeout` rather than from the caller.
-pub(super) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) {
+pub(crate) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) {
     let Some(timeout) = timeout else {
         return;
     };

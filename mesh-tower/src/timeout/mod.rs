@@ -72,7 +72,8 @@ use tower::Service;
 
 use crate::body::MeshBody;
 use crate::error::{BoxError, TimeoutKind};
-use crate::ext::{Deadline, RouteInfo};
+use crate::ext::{Deadline, RouteInfo, RoutePolicy};
+use tokio::time::Instant;
 
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
@@ -129,13 +130,52 @@ impl<S> Timeout<S> {
     /// The configured length for `req`: the route's if the router set one,
     /// else the default.
     fn configured(&self, req: &http::Request<MeshBody>) -> Option<Duration> {
-        match (req.extensions().get::<RouteInfo>(), self.kind) {
-            (Some(route), TimeoutKind::Call) => route.0.timeout,
-            (Some(route), TimeoutKind::PerTry) => {
-                route.0.retry.as_ref().and_then(|p| p.per_try_timeout())
-            }
-            (None, _) => self.default,
+        match req.extensions().get::<RouteInfo>() {
+            Some(route) => route_length(&route.0, self.kind),
+            None => self.default,
         }
+    }
+}
+
+/// The length a route configures for a timeout of `kind`: its `timeout`,
+/// or its retry policy's `per_try_timeout`.
+pub(crate) fn route_length(route: &RoutePolicy, kind: TimeoutKind) -> Option<Duration> {
+    match kind {
+        TimeoutKind::Call => route.timeout,
+        TimeoutKind::PerTry => route.retry.as_ref().and_then(|p| p.per_try_timeout()),
+    }
+}
+
+/// When the whole call must be done, from `now`: the configured length (or
+/// what is left of the `inherited` deadline), capped by a deadline already
+/// set on the request (`existing`) and the inherited one. `None`: no call
+/// timer (nothing applies, or too long to represent).
+pub(crate) fn call_deadline(
+    configured: Option<Duration>,
+    inherited: Option<Instant>,
+    existing: Option<Instant>,
+    now: Instant,
+) -> Option<Instant> {
+    let length = configured.or(inherited.map(|at| at.saturating_duration_since(now)))?;
+    // A deadline already set (by an outer layer, or propagated from the
+    // caller's caller) is kept if it is earlier. A timeout too long to
+    // represent is no timeout.
+    let existing = match (existing, inherited) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match (now.checked_add(length), existing) {
+        (Some(at), Some(existing)) => Some(at.min(existing)),
+        (Some(at), None) => Some(at),
+        (None, existing) => existing,
+    }
+}
+
+/// An attempt's timer length from `now`: `length`, never past `deadline`.
+pub(crate) fn per_try_after(length: Duration, deadline: Option<Instant>, now: Instant) -> Duration {
+    match deadline {
+        Some(deadline) => length.min(deadline.saturating_duration_since(now)),
+        None => length,
     }
 }
 
@@ -153,49 +193,29 @@ where
 
     fn call(&mut self, mut req: http::Request<MeshBody>) -> Self::Future {
         let configured = self.configured(&req);
-        // A deadline inherited from the call being served (see
-        // `crate::inherit`) bounds the whole call too.
-        let inherited = match self.kind {
-            TimeoutKind::Call => crate::inherit::deadline(),
-            TimeoutKind::PerTry => None,
-        };
-        let Some(length) =
-            configured.or(inherited.map(|at| at.saturating_duration_since(crate::clock::now())))
-        else {
-            if self.kind == TimeoutKind::PerTry {
-                // No attempt timer, but a gRPC call still tells the server
-                // what is left of its deadline.
-                let left = req.extensions().get::<Deadline>().map(Deadline::remaining);
-                grpc::refresh(&mut req, left);
-            }
-            return ResponseFuture::passthrough(self.inner.call(req));
-        };
         let now = crate::clock::now();
         let existing = req.extensions().get::<Deadline>().map(|d| d.0);
         match self.kind {
             TimeoutKind::Call => {
-                // A deadline already set (by an outer layer, or propagated
-                // from the caller's caller) is kept if it is earlier.
-                // A timeout too long to represent is no timeout.
-                let existing = match (existing, inherited) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let at = match (now.checked_add(length), existing) {
-                    (Some(at), Some(existing)) => at.min(existing),
-                    (Some(at), None) => at,
-                    (None, Some(existing)) => existing,
-                    (None, None) => return ResponseFuture::passthrough(self.inner.call(req)),
+                // A deadline inherited from the call being served (see
+                // `crate::inherit`) bounds the whole call too.
+                let inherited = crate::inherit::deadline();
+                let Some(at) = call_deadline(configured, inherited, existing, now) else {
+                    return ResponseFuture::passthrough(self.inner.call(req));
                 };
                 req.extensions_mut().insert(Deadline(at));
                 let after = at.saturating_duration_since(now);
                 ResponseFuture::timed(self.inner.call(req), at, TimeoutKind::Call, after)
             }
             TimeoutKind::PerTry => {
-                let after = match existing {
-                    Some(deadline) => length.min(deadline.saturating_duration_since(now)),
-                    None => length,
+                let Some(length) = configured else {
+                    // No attempt timer, but a gRPC call still tells the
+                    // server what is left of its deadline.
+                    let left = req.extensions().get::<Deadline>().map(Deadline::remaining);
+                    grpc::refresh(&mut req, left);
+                    return ResponseFuture::passthrough(self.inner.call(req));
                 };
+                let after = per_try_after(length, existing, now);
                 let Some(at) = now.checked_add(after) else {
                     return ResponseFuture::passthrough(self.inner.call(req));
                 };

@@ -1,0 +1,159 @@
+//! Tests of the fused path on tokio's paused clock, over an in-memory
+//! upstream that answers by endpoint (the real-server tests of
+//! `MeshClient` cover the rest).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use mesh_core::config::{Format, parse_str};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use super::*;
+use crate::error::{Elapsed, EndpointError, NoRoute};
+use crate::ext::{Attempts, ServedBy};
+use crate::metrics::Metrics;
+
+/// How the in-memory endpoint on port `n` answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Hang,
+    Status(u16),
+}
+
+/// A fused client for `service` (a YAML service body) whose endpoints
+/// behave by port (`behave(port)`); counts the calls it gets.
+type Upstream = BoxCloneSyncService<Request<MeshBody>, Response<MeshBody>, BoxError>;
+
+fn client(service: &str, behave: fn(u16) -> Behaviour) -> (FusedClient<Upstream>, Arc<AtomicU32>) {
+    let yaml = format!("services:\n  news:\n{service}");
+    let config = parse_str(&yaml, Format::Yaml, "test").unwrap();
+    let config = config.services.get("news").unwrap().clone();
+    let pool = EndpointPool::builder("news", &config).build().unwrap();
+    pool.apply(mesh_discovery::Update::Reset(config.endpoints.to_vec()));
+    let routes = RouterLayer::new(RouteTable::new("news", &config).unwrap());
+    let metrics = Metrics::global();
+    let labels = metrics.service("news");
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let upstream = tower::service_fn(move |req: Request<MeshBody>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let behaviour = behave(req.uri().port_u16().unwrap_or(0));
+        async move {
+            match behaviour {
+                Behaviour::Hang => std::future::pending().await,
+                Behaviour::Status(code) => {
+                    let mut resp = Response::new(MeshBody::empty());
+                    *resp.status_mut() = StatusCode::from_u16(code)?;
+                    Ok::<_, BoxError>(resp)
+                }
+            }
+        }
+    });
+    let client = FusedClient::new(
+        BoxCloneSyncService::new(upstream),
+        MetricsLayer::client(metrics, labels),
+        routes,
+        RetryLayer::new(None),
+        pool,
+    );
+    (client, calls)
+}
+
+fn get(path: &str) -> Request<MeshBody> {
+    Request::get(format!("http://news{path}"))
+        .body(MeshBody::empty())
+        .unwrap()
+}
+
+const ONE_HUNG: &str = "    endpoints: [{ address: \"127.0.0.1:1\" }]\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_endpoint_is_retried_per_try_until_the_call_deadline() {
+    let service = format!(
+        "{ONE_HUNG}    timeout: 2500ms\n    retry: {{ attempts: 10, per_try_timeout: 1s, on: [5xx] }}\n"
+    );
+    let (client, calls) = client(&service, |_| Behaviour::Hang);
+    let start = Instant::now();
+    let err = client.oneshot(get("/")).await.unwrap_err();
+    let elapsed = err.downcast_ref::<Elapsed>().unwrap();
+    assert_eq!(elapsed.kind, TimeoutKind::Call);
+    assert_eq!(elapsed.after, Duration::from_millis(2500));
+    assert_eq!(start.elapsed(), Duration::from_millis(2500));
+    // Two whole per-try timeouts, backoffs, then a third attempt clamped
+    // to the call's deadline.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_try_timeout_names_its_endpoint() {
+    let service = format!(
+        "{ONE_HUNG}    timeout: 10s\n    retry: {{ attempts: 1, per_try_timeout: 1s, on: [5xx] }}\n"
+    );
+    let (client, calls) = client(&service, |_| Behaviour::Hang);
+    let err = client.oneshot(get("/")).await.unwrap_err();
+    let ep = err.downcast_ref::<EndpointError>().unwrap();
+    assert_eq!(ep.endpoint, "127.0.0.1:1".parse().unwrap());
+    let elapsed = ep.source.downcast_ref::<Elapsed>().unwrap();
+    assert_eq!(elapsed.kind, TimeoutKind::PerTry);
+    assert_eq!(elapsed.after, Duration::from_secs(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_deadline_bounds_the_attempts_without_a_call_timer() {
+    let service =
+        format!("{ONE_HUNG}    retry: {{ attempts: 1, per_try_timeout: 10s, on: [5xx] }}\n");
+    let (client, _calls) = client(&service, |_| Behaviour::Hang);
+    let mut req = get("/");
+    req.extensions_mut()
+        .insert(Deadline(Instant::now() + Duration::from_secs(1)));
+    let start = Instant::now();
+    let err = client.oneshot(req).await.unwrap_err();
+    // As below a call timeout with nothing to time: the attempt's timer
+    // is clamped to the caller's deadline and reports itself.
+    let ep = err.downcast_ref::<EndpointError>().unwrap();
+    let elapsed = ep.source.downcast_ref::<Elapsed>().unwrap();
+    assert_eq!(elapsed.kind, TimeoutKind::PerTry);
+    assert_eq!(elapsed.after, Duration::from_secs(1));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_is_retried_on_another_endpoint_and_attempts_are_counted() {
+    let service = "    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }]\n    \
+                   retry: { attempts: 2, on: [5xx] }\n";
+    let (client, calls) = client(service, |port| match port {
+        1 => Behaviour::Status(503),
+        _ => Behaviour::Status(200),
+    });
+    let mut attempts = 0;
+    for _ in 0..10 {
+        let resp = client.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.extensions().get::<ServedBy>(),
+            Some(&ServedBy("127.0.0.1:2".parse().unwrap()))
+        );
+        let Attempts(n) = *resp.extensions().get::<Attempts>().unwrap();
+        assert!(n == 1 || n == 2, "{n} attempts");
+        attempts += n;
+    }
+    // Every attempt reached the upstream, and only the ones the 503s cost
+    // were extra.
+    assert_eq!(calls.load(Ordering::SeqCst), attempts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_no_route_takes_fails_before_any_attempt() {
+    let service =
+        format!("{ONE_HUNG}    routes: [{{ name: api, match: {{ path_prefix: /api }} }}]\n");
+    let (client, calls) = client(&service, |_| Behaviour::Status(200));
+    let err = client.oneshot(get("/other")).await.unwrap_err();
+    let no_route = err.downcast_ref::<NoRoute>().unwrap();
+    assert_eq!(no_route.path, "/other");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
