@@ -10,18 +10,22 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
-use tower::util::BoxCloneSyncService;
 
 use crate::body::MeshBody;
 use crate::error::BoxError;
-use crate::fused::FusedClient;
+use crate::fused::{FusedClient, FusedFuture};
 use crate::mesh::{MeshError, Resources};
 use crate::metrics::MetricsLayer;
 use crate::retry::{OnRetry, RetryLayer};
 use crate::router::RouterLayer;
 use crate::service::ServiceState;
 
-type Stack = BoxCloneSyncService<Request<MeshBody>, Response<Incoming>, BoxError>;
+/// The client's path: fused over the connector, or failing every request.
+#[derive(Clone)]
+enum Stack {
+    Fused(FusedClient<crate::connect::Connector>),
+    Failing(Arc<MeshError>),
+}
 
 /// A client for one upstream service through the mesh: a cloneable tower
 /// `Service<http::Request<B>>` for any hyper 1 body, returning
@@ -76,7 +80,7 @@ impl MeshClient {
         );
         Self {
             service: state.name.clone(),
-            stack: BoxCloneSyncService::new(stack),
+            stack: Stack::Fused(stack),
             _keep: Some((state, resources)),
         }
     }
@@ -84,14 +88,9 @@ impl MeshClient {
     /// A client failing every request with `err` (its config could not be
     /// compiled).
     pub(crate) fn failing(service: &str, err: MeshError) -> Self {
-        let err = Arc::new(err);
-        let stack = tower::service_fn(move |_: Request<MeshBody>| {
-            let err = err.clone();
-            async move { Err::<Response<Incoming>, BoxError>(Box::new(SharedError(err))) }
-        });
         Self {
             service: Arc::from(service),
-            stack: BoxCloneSyncService::new(stack),
+            stack: Stack::Failing(Arc::new(err)),
             _keep: None,
         }
     }
@@ -137,19 +136,39 @@ where
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.stack.poll_ready(cx)
+        match &mut self.stack {
+            Stack::Fused(fused) => fused.poll_ready(cx),
+            Stack::Failing(_) => Poll::Ready(Ok(())),
+        }
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
-        ResponseFuture {
-            inner: self.stack.call(req.map(into_mesh_body)),
-        }
+        let inner = match &mut self.stack {
+            Stack::Fused(fused) => Inner::Fused {
+                fused: fused.call(req.map(into_mesh_body)),
+            },
+            Stack::Failing(err) => Inner::Failed {
+                error: Some(Box::new(SharedError(err.clone()))),
+            },
+        };
+        ResponseFuture { inner }
     }
 }
 
-/// The response future of [`MeshClient`].
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>,
+pin_project_lite::pin_project! {
+    /// The response future of [`MeshClient`].
+    pub struct ResponseFuture {
+        #[pin]
+        inner: Inner,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner {
+        Fused { #[pin] fused: FusedFuture<crate::connect::Connector, Incoming> },
+        Failed { error: Option<BoxError> },
+    }
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -161,8 +180,13 @@ impl std::fmt::Debug for ResponseFuture {
 impl Future for ResponseFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.project() {
+            InnerProj::Fused { fused } => fused.poll(cx),
+            InnerProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "mesh client future polled after completion".into()))),
+        }
     }
 }
 

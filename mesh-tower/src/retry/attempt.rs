@@ -79,7 +79,13 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &MeshBody) -> http::Req
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
+    // Room for one more header (the connector's `Host`): a plain clone has
+    // none, and that insert would reallocate the copy at once.
+    let headers = req.headers_mut();
+    headers.reserve(parts.headers.len().saturating_add(1));
+    for (name, value) in &parts.headers {
+        headers.append(name.clone(), value.clone());
+    }
     *req.extensions_mut() = parts.extensions.clone();
     req
 }
