@@ -35,6 +35,8 @@ use crate::metrics::Recorder;
 use crate::timeout::attempt::Picked;
 use crate::timeout::{cover, grpc, per_try_after};
 
+use super::Upstream;
+
 /// Everything a call carries between its steps (the layers' extensions).
 pub(super) struct Call {
     pub(super) pool: Arc<PoolShared>,
@@ -89,11 +91,7 @@ impl Call {
         now: Instant,
     ) -> AttemptFuture<S::Future, RB>
     where
-        S: Service<Request<MeshBody>, Response = Response<RB>, Error = BoxError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: Upstream<RB>,
         RB: Send + 'static,
     {
         let (per_try_at, per_try_after) = match self.per_try {
@@ -299,11 +297,7 @@ fn gone() -> BoxError {
 
 impl<S, RB> Future for FusedFuture<S, RB>
 where
-    S: Service<Request<MeshBody>, Response = Response<RB>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Upstream<RB>,
     RB: http_body::Body + Send + 'static,
 {
     type Output = Result<Response<RB>, BoxError>;

@@ -57,6 +57,29 @@ use crate::timeout::{call_deadline, route_length};
 pub use future::FusedFuture;
 use future::{Call, Retrying};
 
+/// The service under the fused path: the connector, or anything standing in
+/// for it (a cloneable `Service` of [`MeshBody`] requests whose futures are
+/// `Send`).
+pub trait Upstream<RB>:
+    Service<Request<MeshBody>, Response = Response<RB>, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T, RB> Upstream<RB> for T where
+    T: Service<
+            Request<MeshBody>,
+            Response = Response<RB>,
+            Error = BoxError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The mesh client's whole request path over `S` (the connector, or any
 /// `Service` standing in for it) in one service: see the
 /// [module docs](self). Clones share everything.
@@ -120,11 +143,7 @@ impl<S> FusedClient<S> {
 
 impl<S, RB> Service<Request<MeshBody>> for FusedClient<S>
 where
-    S: Service<Request<MeshBody>, Response = Response<RB>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Upstream<RB> + Service<Request<MeshBody>, Response = Response<RB>>,
     RB: http_body::Body + Send + 'static,
 {
     type Response = Response<RB>;
