@@ -29,7 +29,9 @@
 //! [`Attempts`](ext::Attempts). Errors are [`BoxError`]s with typed leaves
 //! ([`error`]: `NoEndpoints`, `CircuitOpen`, `Elapsed`, `NoRoute`,
 //! `EndpointError`), classified by [`error::kind`]. Every layer is usable
-//! alone in your own `ServiceBuilder`.
+//! alone in your own `ServiceBuilder`. `MeshClient` itself runs the same
+//! steps fused into one service and one future ([`fused`]): same policy code,
+//! same behaviour, without the per-layer extensions, futures and timers.
 //!
 //! Discovery and config changes apply live: the endpoint set, routes and
 //! policies of a service are swapped under the stack without failing a

@@ -24,7 +24,7 @@
 //! retry plan, decision and body draining of [`crate::retry`], the
 //! balancer's attempt start of [`crate::balance`], and the metrics
 //! recorder of [`crate::metrics`]. What a caller puts in the request's
-//! extensions is still honoured: a [`Deadline`](crate::ext::Deadline), an
+//! extensions is still honoured: a [`Deadline`], an
 //! [`OnAttemptEnd`](crate::balance::OnAttemptEnd) observer, an
 //! [`AttemptEndpoint`](crate::ext::AttemptEndpoint) cell, [`RouteInfo`],
 //! [`Subset`] and [`TriedEndpoints`].
