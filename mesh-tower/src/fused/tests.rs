@@ -28,7 +28,28 @@ enum Behaviour {
 /// behave by port (`behave(port)`); counts the calls it gets.
 type Upstream = BoxCloneSyncService<Request<MeshBody>, Response<MeshBody>, BoxError>;
 
+/// The parts of one service both paths are built from.
+struct Parts {
+    pool: EndpointPool,
+    routes: RouterLayer,
+    metrics: MetricsLayer,
+    upstream: Upstream,
+    calls: Arc<AtomicU32>,
+}
+
 fn client(service: &str, behave: fn(u16) -> Behaviour) -> (FusedClient<Upstream>, Arc<AtomicU32>) {
+    let p = parts(service, behave);
+    let client = FusedClient::new(
+        p.upstream,
+        p.metrics,
+        p.routes,
+        RetryLayer::new(None).seed(7),
+        p.pool,
+    );
+    (client, p.calls)
+}
+
+fn parts(service: &str, behave: fn(u16) -> Behaviour) -> Parts {
     let yaml = format!("services:\n  news:\n{service}");
     let config = parse_str(&yaml, Format::Yaml, "test").unwrap();
     let config = config.services.get("news").unwrap().clone();
@@ -53,14 +74,13 @@ fn client(service: &str, behave: fn(u16) -> Behaviour) -> (FusedClient<Upstream>
             }
         }
     });
-    let client = FusedClient::new(
-        BoxCloneSyncService::new(upstream),
-        MetricsLayer::client(metrics, labels),
-        routes,
-        RetryLayer::new(None),
+    Parts {
         pool,
-    );
-    (client, calls)
+        routes,
+        metrics: MetricsLayer::client(metrics, labels),
+        upstream: BoxCloneSyncService::new(upstream),
+        calls,
+    }
 }
 
 fn get(path: &str) -> Request<MeshBody> {
@@ -156,4 +176,101 @@ async fn a_request_no_route_takes_fails_before_any_attempt() {
     let no_route = err.downcast_ref::<NoRoute>().unwrap();
     assert_eq!(no_route.path, "/other");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// What a call came to, in terms both paths must agree on.
+fn summary(result: Result<Response<MeshBody>, BoxError>, took: Duration) -> String {
+    match result {
+        Ok(resp) => format!(
+            "{} attempts={:?} served_by={:?} after {took:?}",
+            resp.status(),
+            resp.extensions().get::<Attempts>(),
+            resp.extensions().get::<ServedBy>(),
+        ),
+        Err(err) => {
+            let kind = crate::error::kind(&*err);
+            let endpoint = err.downcast_ref::<EndpointError>().map(|e| e.endpoint);
+            let elapsed = match err.downcast_ref::<EndpointError>() {
+                Some(e) => e
+                    .source
+                    .downcast_ref::<Elapsed>()
+                    .map(|e| (e.kind, e.after)),
+                None => err.downcast_ref::<Elapsed>().map(|e| (e.kind, e.after)),
+            };
+            format!("{kind:?} endpoint={endpoint:?} elapsed={elapsed:?} after {took:?}")
+        }
+    }
+}
+
+/// A service's config, how its endpoints behave, the request's path.
+type Case = (String, fn(u16) -> Behaviour, &'static str);
+
+#[tokio::test(start_paused = true)]
+async fn the_layers_and_the_fused_path_agree() {
+    use crate::balance::BalanceLayer;
+    use crate::timeout::TimeoutLayer;
+    use tower::ServiceBuilder;
+
+    let cases: [Case; 5] = [
+        // Retried to the last attempt, which is returned.
+        (
+            "    endpoints: [{ address: \"127.0.0.1:1\" }]\n    retry: { attempts: 3, on: [5xx] }\n"
+                .into(),
+            |_| Behaviour::Status(503),
+            "/",
+        ),
+        // Per-try timeouts until the call's deadline.
+        (
+            format!("{ONE_HUNG}    timeout: 2500ms\n    retry: {{ attempts: 10, per_try_timeout: 1s, on: [5xx] }}\n"),
+            |_| Behaviour::Hang,
+            "/",
+        ),
+        // One attempt, its timer naming the endpoint.
+        (
+            format!("{ONE_HUNG}    retry: {{ attempts: 1, per_try_timeout: 1s, on: [5xx] }}\n"),
+            |_| Behaviour::Hang,
+            "/",
+        ),
+        // No retry policy: the call timeout alone.
+        (
+            format!("{ONE_HUNG}    timeout: 300ms\n"),
+            |_| Behaviour::Hang,
+            "/",
+        ),
+        // No route.
+        (
+            format!("{ONE_HUNG}    routes: [{{ name: api, match: {{ path_prefix: /api }} }}]\n"),
+            |_| Behaviour::Status(200),
+            "/other",
+        ),
+    ];
+    for (service, behave, path) in cases {
+        let layered = {
+            let p = parts(&service, behave);
+            let svc = ServiceBuilder::new()
+                .layer(p.metrics)
+                .layer(p.routes)
+                .layer(TimeoutLayer::call(None))
+                .layer(RetryLayer::new(None).seed(7))
+                .layer(TimeoutLayer::per_try(None))
+                .layer(BalanceLayer::new(p.pool))
+                .service(p.upstream);
+            let start = Instant::now();
+            let result = svc.oneshot(get(path)).await;
+            (
+                summary(result, start.elapsed()),
+                p.calls.load(Ordering::SeqCst),
+            )
+        };
+        let fused = {
+            let (client, calls) = client(&service, behave);
+            let start = Instant::now();
+            let result = client.oneshot(get(path)).await;
+            (
+                summary(result, start.elapsed()),
+                calls.load(Ordering::SeqCst),
+            )
+        };
+        assert_eq!(fused, layered, "{service}");
+    }
 }
