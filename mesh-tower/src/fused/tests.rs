@@ -63,11 +63,14 @@ fn parts(service: &str, behave: fn(u16) -> Behaviour) -> Parts {
     let upstream = tower::service_fn(move |req: Request<MeshBody>| {
         counted.fetch_add(1, Ordering::SeqCst);
         let behaviour = behave(req.uri().port_u16().unwrap_or(0));
+        let req = req;
         async move {
             match behaviour {
                 Behaviour::Hang => std::future::pending().await,
                 Behaviour::Status(code) => {
-                    let mut resp = Response::new(MeshBody::empty());
+                    // Echoes what it got, so a replay shows.
+                    let body = http_body_util::BodyExt::collect(req.into_body()).await?;
+                    let mut resp = Response::new(MeshBody::full(body.to_bytes()));
                     *resp.status_mut() = StatusCode::from_u16(code)?;
                     Ok::<_, BoxError>(resp)
                 }
@@ -179,14 +182,18 @@ async fn a_request_no_route_takes_fails_before_any_attempt() {
 }
 
 /// What a call came to, in terms both paths must agree on.
-fn summary(result: Result<Response<MeshBody>, BoxError>, took: Duration) -> String {
+async fn summary(result: Result<Response<MeshBody>, BoxError>, took: Duration) -> String {
     match result {
-        Ok(resp) => format!(
-            "{} attempts={:?} served_by={:?} after {took:?}",
-            resp.status(),
-            resp.extensions().get::<Attempts>(),
-            resp.extensions().get::<ServedBy>(),
-        ),
+        Ok(resp) => {
+            let head = format!(
+                "{} attempts={:?} served_by={:?} after {took:?}",
+                resp.status(),
+                resp.extensions().get::<Attempts>(),
+                resp.extensions().get::<ServedBy>(),
+            );
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+            format!("{head} body={:?}", body.map(|b| b.to_bytes()).ok())
+        }
         Err(err) => {
             let kind = crate::error::kind(&*err);
             let endpoint = err.downcast_ref::<EndpointError>().map(|e| e.endpoint);
@@ -202,8 +209,8 @@ fn summary(result: Result<Response<MeshBody>, BoxError>, took: Duration) -> Stri
     }
 }
 
-/// A service's config, how its endpoints behave, the request's path.
-type Case = (String, fn(u16) -> Behaviour, &'static str);
+/// A service's config, how its endpoints behave, the request.
+type Case = (String, fn(u16) -> Behaviour, fn() -> Request<MeshBody>);
 
 #[tokio::test(start_paused = true)]
 async fn the_layers_and_the_fused_path_agree() {
@@ -211,40 +218,64 @@ async fn the_layers_and_the_fused_path_agree() {
     use crate::timeout::TimeoutLayer;
     use tower::ServiceBuilder;
 
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         // Retried to the last attempt, which is returned.
         (
             "    endpoints: [{ address: \"127.0.0.1:1\" }]\n    retry: { attempts: 3, on: [5xx] }\n"
                 .into(),
             |_| Behaviour::Status(503),
-            "/",
+            || get("/"),
         ),
         // Per-try timeouts until the call's deadline.
         (
             format!("{ONE_HUNG}    timeout: 2500ms\n    retry: {{ attempts: 10, per_try_timeout: 1s, on: [5xx] }}\n"),
             |_| Behaviour::Hang,
-            "/",
+            || get("/"),
         ),
         // One attempt, its timer naming the endpoint.
         (
             format!("{ONE_HUNG}    retry: {{ attempts: 1, per_try_timeout: 1s, on: [5xx] }}\n"),
             |_| Behaviour::Hang,
-            "/",
+            || get("/"),
         ),
         // No retry policy: the call timeout alone.
         (
             format!("{ONE_HUNG}    timeout: 300ms\n"),
             |_| Behaviour::Hang,
-            "/",
+            || get("/"),
         ),
         // No route.
         (
             format!("{ONE_HUNG}    routes: [{{ name: api, match: {{ path_prefix: /api }} }}]\n"),
             |_| Behaviour::Status(200),
-            "/other",
+            || get("/other"),
+        ),
+        // A small streaming body, buffered and replayed on every attempt.
+        (
+            "    endpoints: [{ address: \"127.0.0.1:1\" }]\n    retry: { attempts: 3, on: [5xx] }\n"
+                .into(),
+            |_| Behaviour::Status(503),
+            || {
+                let body = http_body_util::Full::new(bytes::Bytes::from_static(b"hello"));
+                Request::put("http://news/")
+                    .body(MeshBody::streaming(body))
+                    .unwrap()
+            },
+        ),
+        // A caller's deadline, no call timeout: the attempt's timer is
+        // clamped to it.
+        (
+            format!("{ONE_HUNG}    retry: {{ attempts: 3, per_try_timeout: 10s, on: [5xx] }}\n"),
+            |_| Behaviour::Hang,
+            || {
+                let mut req = get("/");
+                req.extensions_mut()
+                    .insert(Deadline(Instant::now() + Duration::from_millis(700)));
+                req
+            },
         ),
     ];
-    for (service, behave, path) in cases {
+    for (service, behave, request) in cases {
         let layered = {
             let p = parts(&service, behave);
             let svc = ServiceBuilder::new()
@@ -256,20 +287,16 @@ async fn the_layers_and_the_fused_path_agree() {
                 .layer(BalanceLayer::new(p.pool))
                 .service(p.upstream);
             let start = Instant::now();
-            let result = svc.oneshot(get(path)).await;
-            (
-                summary(result, start.elapsed()),
-                p.calls.load(Ordering::SeqCst),
-            )
+            let result = svc.oneshot(request()).await;
+            let took = start.elapsed();
+            (summary(result, took).await, p.calls.load(Ordering::SeqCst))
         };
         let fused = {
             let (client, calls) = client(&service, behave);
             let start = Instant::now();
-            let result = client.oneshot(get(path)).await;
-            (
-                summary(result, start.elapsed()),
-                calls.load(Ordering::SeqCst),
-            )
+            let result = client.oneshot(request()).await;
+            let took = start.elapsed();
+            (summary(result, took).await, calls.load(Ordering::SeqCst))
         };
         assert_eq!(fused, layered, "{service}");
     }
