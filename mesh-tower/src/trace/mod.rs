@@ -329,7 +329,12 @@ pub fn inject<B>(request: &mut http::Request<B>, ids: &dyn IdGenerator, new_flag
         None => (TraceParent::new_root(ids, new_flags), None),
     };
     let headers = request.headers_mut();
-    headers.insert(TRACEPARENT, tp.to_header_value());
+    // Unique per request: over HTTP/2, HPACK would add every value to both
+    // ends' dynamic tables, evicting the headers that do repeat. Sensitive
+    // values are sent as never-indexed literals.
+    let mut value = tp.to_header_value();
+    value.set_sensitive(true);
+    headers.insert(TRACEPARENT, value);
     if let Some(s) = state {
         headers.insert(TRACESTATE, s.0);
     }

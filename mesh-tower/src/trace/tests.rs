@@ -219,3 +219,13 @@ fn random_ids_are_distinct_and_nonzero() {
     let there = std::thread::spawn(|| RandomIds.trace_id()).join().unwrap();
     assert_ne!(here, there);
 }
+
+#[test]
+fn an_injected_traceparent_is_never_indexed_by_hpack() {
+    // Unique per request: sent as a never-indexed literal over HTTP/2.
+    let mut req = http::Request::new(());
+    inject(&mut req, &RandomIds, TraceFlags::SAMPLED);
+    let value = req.headers().get(TRACEPARENT).unwrap();
+    assert!(value.is_sensitive());
+    assert!(TraceParent::from_header(value).is_ok());
+}
