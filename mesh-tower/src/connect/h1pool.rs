@@ -157,10 +157,7 @@ impl Conn {
 
 impl<C> H1Pool<C>
 where
-    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-    C::Future: Send,
+    C: super::Transport,
 {
     pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
         Self {
@@ -233,19 +230,10 @@ where
                 source: Arc::from(source),
             }) as BoxError
         };
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(|e| connect_error(Box::new(e)))?;
-        let mut connect = self.connect.clone();
-        let io = tokio::time::timeout(self.config.connect_timeout, async move {
-            std::future::poll_fn(|cx| connect.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            connect.call(uri).await.map_err(Into::into)
-        })
+        let io = tokio::time::timeout(
+            self.config.connect_timeout,
+            super::dial(&self.connect, authority),
+        )
         .await
         .map_err(|e| connect_error(Box::new(e)))?
         .map_err(connect_error)?;

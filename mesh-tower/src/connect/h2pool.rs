@@ -151,10 +151,7 @@ impl SetState {
 
 impl<C> H2Pool<C>
 where
-    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-    C::Future: Send,
+    C: super::Transport,
 {
     pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
         let mut builder = Builder::new(TokioExecutor::new());
@@ -304,17 +301,7 @@ where
     /// Connects, handshakes, waits for the server's first SETTINGS (bounded)
     /// and spawns the connection's task.
     async fn open(&self, set: &Arc<ConnSet>, authority: &Authority) -> Result<Arc<Conn>, BoxError> {
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(|e| Box::new(e) as BoxError)?;
-        let mut connect = self.connect.clone();
-        std::future::poll_fn(|cx| connect.poll_ready(cx))
-            .await
-            .map_err(Into::into)?;
-        let io = connect.call(uri).await.map_err(Into::into)?;
+        let io = super::dial(&self.connect, authority).await?;
         let learned = Arc::new(Learned::default());
         let io = Sniff::new(io, Arc::clone(&learned));
         let handshake = self.builder.handshake::<_, MeshBody>(io);

@@ -298,6 +298,53 @@ impl Future for ResponseFuture {
     }
 }
 
+/// What both pools need of the service making their connections (TCP, or
+/// TLS over TCP).
+pub(crate) trait Transport:
+    tower::Service<Uri, Response = Self::Io, Error = Self::Err, Future = Self::Fut>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The connection.
+    type Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static;
+    /// Why connecting failed.
+    type Err: Into<BoxError>;
+    /// Connecting.
+    type Fut: Future<Output = Result<Self::Io, Self::Err>> + Send;
+}
+
+impl<C> Transport for C
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+{
+    type Io = C::Response;
+    type Err = C::Error;
+    type Fut = C::Future;
+}
+
+/// Opens a connection to `authority` with `connect`.
+pub(crate) async fn dial<C: Transport>(
+    connect: &C,
+    authority: &Authority,
+) -> Result<C::Io, BoxError> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|e| Box::new(e) as BoxError)?;
+    let mut connect = connect.clone();
+    std::future::poll_fn(|cx| connect.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    connect.call(uri).await.map_err(Into::into)
+}
+
 /// Points `req` at `endpoint`: the URI becomes `http://<endpoint><path>`,
 /// and the original authority, if any, moves to the `Host` header (unless
 /// the request already has one). `endpoint` is precomputed per endpoint, so
