@@ -158,7 +158,7 @@ where
         let shared = &*self.shared;
         // The call's one clock read (metrics, deadlines, budget, first pick).
         let now = tokio::time::Instant::now();
-        let recorder = shared.metrics.start(&mut req, now);
+        let mut recorder = shared.metrics.start(&mut req, now);
 
         let decided = shared.routes.load().decide(&req);
         let (route, subset) = match decided {
@@ -168,6 +168,11 @@ where
         let ext = req.extensions();
         // The router's decision wins over a caller's, as the layers' inserts.
         let route = route.or_else(|| ext.get::<RouteInfo>().map(|r| r.0.clone()));
+        // The metrics know the route here (in the layered stack the router
+        // sits inside the metrics layer, which cannot see it).
+        if let Some(route) = &route {
+            recorder.route_if_unknown(&route.route);
+        }
         let subset = subset.or_else(|| ext.get::<Subset>().and_then(|s| s.0));
 
         // The call timeout: the route's, else the inherited deadline, capped

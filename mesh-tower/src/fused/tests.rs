@@ -301,3 +301,37 @@ async fn the_layers_and_the_fused_path_agree() {
         assert_eq!(fused, layered, "{service}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_durations_are_labelled_with_the_route_taken() {
+    let (_provider, expo, metrics) = crate::metrics::tests::setup();
+    let mut p = parts(
+        "    endpoints: [{ address: \"127.0.0.1:1\" }]\n    routes:\n      - { name: api, match: { path_prefix: /api } }\n      - { name: rest, match: { path_prefix: / } }\n",
+        |_| Behaviour::Status(200),
+    );
+    p.metrics = MetricsLayer::client(metrics.clone(), metrics.service("news"));
+    let client = FusedClient::new(
+        p.upstream,
+        p.metrics,
+        p.routes,
+        RetryLayer::new(None),
+        p.pool,
+    );
+    for path in ["/api/a", "/api/b", "/other"] {
+        let req = Request::get(format!("http://news{path}"))
+            .body(MeshBody::empty())
+            .unwrap();
+        let resp = client.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let s = crate::metrics::tests::Scrape::of(&expo);
+    let count = "http_client_request_duration_seconds_count";
+    assert_eq!(
+        s.get(count, &[("mesh_service", "news"), ("http_route", "api")]),
+        2.0
+    );
+    assert_eq!(
+        s.get(count, &[("mesh_service", "news"), ("http_route", "rest")]),
+        1.0
+    );
+}

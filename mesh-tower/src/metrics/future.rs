@@ -91,6 +91,14 @@ impl SeriesKey {
 }
 
 impl Recorder {
+    /// Labels the call with the route the router chose, unless a route is
+    /// known already.
+    pub(crate) fn route_if_unknown(&mut self, route: &Arc<str>) {
+        if self.route.is_none() {
+            self.route = Some(Arc::clone(route));
+        }
+    }
+
     pub(super) fn start(
         shared: Arc<Shared>,
         route: Option<Arc<str>>,
