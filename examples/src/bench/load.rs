@@ -21,6 +21,11 @@ pub type PlainClient = Client<HttpConnector, Empty<Bytes>>;
 pub fn plain_client(h2: bool) -> PlainClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
+    plain_builder(h2).build(http)
+}
+
+/// The plain clients' pool settings (also the mTLS baseline's).
+pub fn plain_builder(h2: bool) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_max_idle_per_host(1024)
@@ -29,7 +34,7 @@ pub fn plain_client(h2: bool) -> PlainClient {
     if h2 {
         builder.http2_only(true);
     }
-    builder.build(http)
+    builder
 }
 
 /// Who sends the requests.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use mesh_core::identity::SpiffeId;
 use mesh_tower::MeshClient;
 use mesh_tower::metrics::{Metrics, prometheus};
@@ -246,6 +246,21 @@ impl hyper::rt::Write for PlainTlsStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
+
+    // As the mesh's own TLS stream does: without these hyper flattens its
+    // writes into one buffer, and the baseline would pay a copy the mesh
+    // does not.
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
 }
 
 type PlainClient = Client<PlainTls, Empty<Bytes>>;
@@ -259,15 +274,7 @@ fn plain_client(config: Arc<ClientConfig>, h2: bool) -> PlainClient {
         http,
         tls: TlsConnector::from(config),
     };
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_max_idle_per_host(1024)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if h2 {
-        builder.http2_only(true);
-    }
-    builder.build(connector)
+    super::load::plain_builder(h2).build(connector)
 }
 
 // === load ===

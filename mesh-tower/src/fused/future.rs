@@ -27,7 +27,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
 
-use crate::balance::{AttemptPlan, PoolShared, ResponseFuture as AttemptFuture};
+use crate::balance::{AttemptPlan, ResponseFuture as AttemptFuture};
 use crate::body::MeshBody;
 use crate::error::{BodyError, BoxError, Elapsed, EndpointError, TimeoutKind};
 use crate::ext::{AttemptEndpoint, RoutePolicy};
@@ -39,8 +39,8 @@ use super::Upstream;
 
 /// Everything a call carries between its steps (the layers' extensions).
 pub(super) struct Call {
-    pub(super) pool: Arc<PoolShared>,
-    pub(super) retry: Arc<crate::retry::Shared>,
+    /// The client's pool and retry settings (one `Arc` per call).
+    pub(super) shared: Arc<super::Shared>,
     pub(super) route: Option<Arc<RoutePolicy>>,
     pub(super) subset: Option<usize>,
     /// The route's per-try timeout.
@@ -116,11 +116,12 @@ impl Call {
             now,
         };
         let mut cell = None;
-        let (future, endpoint) = crate::balance::start(&self.pool, inner, req, &plan, || {
-            let later = AttemptEndpoint::new();
-            cell = Some(later.clone());
-            Some(later)
-        });
+        let (future, endpoint) =
+            crate::balance::start(&self.shared.pool, inner, req, &plan, || {
+                let later = AttemptEndpoint::new();
+                cell = Some(later.clone());
+                Some(later)
+            });
         let picked = match (endpoint, cell) {
             (Some(endpoint), _) => Picked::Endpoint(endpoint),
             (None, Some(cell)) => Picked::Later(cell),
@@ -132,6 +133,14 @@ impl Call {
             picked,
         };
         future
+    }
+
+    /// The retry policy: the route's, else the client's default.
+    pub(super) fn policy(&self) -> Option<&mesh_core::retry::RetryPolicy> {
+        match &self.route {
+            Some(route) => route.retry.as_ref(),
+            None => self.shared.retry.default_policy.as_ref(),
+        }
     }
 
     fn call_elapsed(&self) -> BoxError {
@@ -240,7 +249,7 @@ where
         again: Retrying<S>,
         body: MeshBody,
     ) -> Self {
-        let max = call.retry.max_buffer;
+        let max = call.shared.retry.max_buffer;
         Self {
             state: State::Buffering {
                 collect: Limited::new(body, max).collect(),
@@ -355,11 +364,8 @@ where
                     };
                     let retry = match this.again.as_ref() {
                         Some(again) => crate::retry::decide(
-                            &call.retry,
-                            match &call.route {
-                                Some(route) => route.retry.as_ref(),
-                                None => call.retry.default_policy.as_ref(),
-                            },
+                            &call.shared.retry,
+                            call.policy(),
                             &again.parts.method,
                             call.attempts,
                             call.deadline,
@@ -411,7 +417,7 @@ where
                         Poll::Pending => return Poll::Pending,
                     }
                     let req = again.request();
-                    if let Some(hook) = &call.retry.on_retry {
+                    if let Some(hook) = &call.shared.retry.on_retry {
                         hook(&req);
                     }
                     call.attempts = call.attempts.saturating_add(1);

@@ -89,7 +89,7 @@ pub struct FusedClient<S> {
 }
 
 /// What every call of a [`FusedClient`] shares.
-struct Shared {
+pub(super) struct Shared {
     metrics: MetricsLayer,
     routes: Arc<ArcSwap<RouteTable>>,
     retry: Arc<crate::retry::Shared>,
@@ -187,15 +187,8 @@ where
             .get::<TriedEndpoints>()
             .map_or(Vec::new(), |t| t.0.clone());
 
-        let retry = &shared.retry;
-        let policy = match &route {
-            Some(route) => route.retry.as_ref(),
-            None => retry.default_policy.as_ref(),
-        };
-        let plan = crate::retry::plan(retry, policy, &req, now);
         let mut call = Call {
-            pool: shared.pool.clone(),
-            retry: retry.clone(),
+            shared: Arc::clone(&self.shared),
             per_try: route
                 .as_ref()
                 .and_then(|r| route_length(r, TimeoutKind::PerTry)),
@@ -210,6 +203,7 @@ where
             attempts: 1,
             attempt: future::AttemptState::default(),
         };
+        let plan = crate::retry::plan(&shared.retry, call.policy(), &req, now);
         if plan == Plan::Once {
             let attempt = call.start(&mut self.inner, req, now);
             return FusedFuture::attempt(recorder, call, None, attempt);
