@@ -160,6 +160,15 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether any condition looks at a response's gRPC status
+    /// (`cancelled`, `deadline-exceeded`, `resource-exhausted`, `internal`,
+    /// `unavailable`): without one, the `grpc-status` header need not be
+    /// read to decide.
+    pub fn reads_grpc_status(&self) -> bool {
+        self.flags & (CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | INTERNAL | UNAVAILABLE)
+            != 0
+    }
+
     /// Total attempts allowed, the first included (at least 1).
     pub fn attempts(&self) -> u32 {
         self.attempts

@@ -49,7 +49,7 @@ use hyper::client::conn::http1::{Builder, SendRequest};
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::{ConnectError, NoAuthority};
+use super::{BoxFuture as SendFuture, ConnectError, NoAuthority};
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
@@ -64,7 +64,10 @@ pub(crate) struct PoolConfig {
     pub(crate) max_idle: usize,
 }
 
-type Map = HashMap<Authority, Arc<Endpoint>, foldhash::fast::RandomState>;
+/// Keyed by the authority's text: hashed in one go (`Authority`'s own
+/// `Hash` lowercases and feeds the hasher byte by byte). Keys are the
+/// balancer's endpoint addresses, already in one canonical form.
+type Map = HashMap<Box<str>, Arc<Endpoint>, foldhash::fast::RandomState>;
 
 /// Per-endpoint stacks of idle HTTP/1.1 connections made by `C` (TCP or
 /// TLS).
@@ -170,11 +173,12 @@ where
     }
 
     fn endpoint(&self, authority: &Authority) -> Arc<Endpoint> {
-        if let Some(endpoint) = self.endpoints.read().get(authority) {
+        if let Some(endpoint) = self.endpoints.read().get(authority.as_str()) {
             return Arc::clone(endpoint);
         }
         let mut endpoints = self.endpoints.write();
-        let endpoint = endpoints.entry(authority.clone()).or_insert_with(|| {
+        let key = Box::from(authority.as_str());
+        let endpoint = endpoints.entry(key).or_insert_with(|| {
             Arc::new(Endpoint {
                 idle: Mutex::new(Vec::new()),
                 max_idle: self.config.max_idle,
@@ -185,28 +189,44 @@ where
 
     /// Sends `req` (whose URI names the endpoint) over an idle connection
     /// to it, or a new one.
-    pub(crate) async fn send(
-        &self,
-        mut req: Request<MeshBody>,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ///
+    /// On an idle connection the request is handed to the connection's
+    /// task here, synchronously, and the future only waits for the
+    /// response: it stays small (the connect path, whose future is large,
+    /// is boxed apart and only when taken).
+    pub(crate) fn send(self: &Arc<Self>, mut req: Request<MeshBody>) -> SendFuture {
         let Some(authority) = origin_form(&mut req) else {
-            return Err(Box::new(NoAuthority(req.uri().clone())));
+            let err: BoxError = Box::new(NoAuthority(req.uri().clone()));
+            return Box::pin(std::future::ready(Err(err)));
         };
         let endpoint = self.endpoint(&authority);
-        let req = match endpoint.pop() {
-            Some((mut send, conn)) => match send.try_send_request(req).await {
+        let pool = Arc::clone(self);
+        let Some((mut send, conn)) = endpoint.pop() else {
+            return Box::pin(async move { pool.send_new(req, authority, endpoint).await });
+        };
+        let sent = send.try_send_request(req);
+        Box::pin(async move {
+            match sent.await {
                 Ok(response) => {
                     conn.hand_back(send, endpoint);
-                    return Ok(response);
+                    Ok(response)
                 }
                 // Never sent: the connection was closing under it.
                 Err(mut err) => match err.take_message() {
-                    Some(req) => req,
-                    None => return Err(Box::new(err.into_error())),
+                    Some(req) => Box::pin(pool.send_new(req, authority, endpoint)).await,
+                    None => Err(Box::new(err.into_error()) as BoxError),
                 },
-            },
-            None => req,
-        };
+            }
+        })
+    }
+
+    /// Sends `req` over a new connection to `authority`.
+    async fn send_new(
+        &self,
+        req: Request<MeshBody>,
+        authority: Authority,
+        endpoint: Arc<Endpoint>,
+    ) -> Result<Response<Incoming>, BoxError> {
         let (mut send, conn) = self.open(&authority).await?;
         match send.try_send_request(req).await {
             Ok(response) => {

@@ -30,6 +30,7 @@
 //! sets.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -43,8 +44,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::ConnectError;
 use super::sniff::{Learned, Sniff};
+use super::{BoxFuture as SendFuture, ConnectError};
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
@@ -66,7 +67,8 @@ pub(crate) struct H2Pool<C> {
 
 /// The connection sets by authority. A set whose last connection closed or
 /// idled out leaves the map (endpoints come and go with discovery).
-type Sets = RwLock<HashMap<Authority, Arc<ConnSet>, foldhash::fast::RandomState>>;
+/// Keyed by the authority's text (see the HTTP/1.1 pool's map).
+type Sets = RwLock<HashMap<Box<str>, Arc<ConnSet>, foldhash::fast::RandomState>>;
 
 impl<C> std::fmt::Debug for H2Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,22 +173,45 @@ where
     }
 
     fn set(&self, authority: &Authority) -> Arc<ConnSet> {
-        if let Some(set) = self.sets.read().get(authority) {
+        if let Some(set) = self.sets.read().get(authority.as_str()) {
             return Arc::clone(set);
         }
-        Arc::clone(self.sets.write().entry(authority.clone()).or_default())
+        let key = Box::from(authority.as_str());
+        Arc::clone(self.sets.write().entry(key).or_default())
     }
 
     /// Sends `req` (whose URI names the endpoint) on the authority's set.
-    pub(crate) async fn send(
-        &self,
-        req: Request<MeshBody>,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ///
+    /// With a stream free on an open connection, the request is handed to
+    /// it here, synchronously, and the future only waits for the response:
+    /// it stays small (opening a connection, whose future is large, is
+    /// boxed apart and only when needed).
+    pub(crate) fn send(self: &Arc<Self>, req: Request<MeshBody>) -> SendFuture {
         let Some(authority) = req.uri().authority().cloned() else {
-            return Err(Box::new(NoAuthority(req.uri().clone())));
+            let err: BoxError = Box::new(NoAuthority(req.uri().clone()));
+            return Box::pin(std::future::ready(Err(err)));
         };
         let set = self.set(&authority);
-        let claim = self.claim(&set, &authority).await?;
+        let pool = Arc::clone(self);
+        let claimed = set.state.lock().pick();
+        let Some(claim) = claimed else {
+            return Box::pin(async move {
+                let claim = pool.claim(&set, &authority).await?;
+                pool.send_on(claim, req, set, authority).await
+            });
+        };
+        Box::pin(pool.send_on(claim, req, set, authority))
+    }
+
+    /// Sends `req` on the stream `claim`ed for it; once more on another
+    /// stream if it was not processed.
+    fn send_on(
+        self: Arc<Self>,
+        claim: Claim,
+        req: Request<MeshBody>,
+        set: Arc<ConnSet>,
+        authority: Authority,
+    ) -> impl Future<Output = Result<Response<Incoming>, BoxError>> + Send + 'static {
         // A stream can only be refused for the server's limit when others
         // are open: keep a copy for a retry then, if the body replays.
         let (req, copy) = if claim.before > 0 && req.body().is_buffered() {
@@ -198,31 +223,39 @@ where
         } else {
             (req, None)
         };
-        let mut send = claim.conn.send.clone();
-        let retry = match send.try_send_request(req).await {
-            Ok(response) => return Ok(response),
-            Err(mut err) => match (err.take_message(), copy) {
-                // Never sent (the connection was closing): send it elsewhere.
-                (Some(unsent), _) => unsent,
-                // Refused, so not processed: the server's limit went down.
-                (None, Some(copy)) if is_refused(err.error()) => {
-                    let lower = claim
-                        .conn
-                        .in_flight
-                        .load(Ordering::Acquire)
-                        .saturating_sub(1);
-                    claim.conn.limit.store(lower.max(1), Ordering::Relaxed);
-                    copy
-                }
-                _ => return Err(Box::new(err.into_error())),
-            },
-        };
-        drop(claim);
-        let claim = self.claim(&set, &authority).await?;
-        let mut send = claim.conn.send.clone();
-        send.send_request(retry)
-            .await
-            .map_err(|e| Box::new(e) as BoxError)
+        // Handed to the connection now; the future waits for the answer.
+        let sent = claim.conn.send.clone().try_send_request(req);
+        async move {
+            let retry = match sent.await {
+                Ok(response) => return Ok(response),
+                Err(mut err) => match (err.take_message(), copy) {
+                    // Never sent (the connection was closing): send it elsewhere.
+                    (Some(unsent), _) => unsent,
+                    // Refused, so not processed: the server's limit went down.
+                    (None, Some(copy)) if is_refused(err.error()) => {
+                        let lower = claim
+                            .conn
+                            .in_flight
+                            .load(Ordering::Acquire)
+                            .saturating_sub(1);
+                        claim.conn.limit.store(lower.max(1), Ordering::Relaxed);
+                        copy
+                    }
+                    _ => return Err(Box::new(err.into_error()) as BoxError),
+                },
+            };
+            drop(claim);
+            // Opening a connection is a large future: boxed, off the
+            // common path.
+            let resend: SendFuture = Box::pin(async move {
+                let claim = self.claim(&set, &authority).await?;
+                let mut send = claim.conn.send.clone();
+                send.send_request(retry)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)
+            });
+            resend.await
+        }
     }
 
     /// Claims a stream on `set`, opening a connection if all are full.
@@ -382,10 +415,10 @@ impl Owner {
         let mut map = sets.write();
         if set.state.lock().is_unused()
             && map
-                .get(&self.authority)
+                .get(self.authority.as_str())
                 .is_some_and(|current| Arc::ptr_eq(current, set))
         {
-            map.remove(&self.authority);
+            map.remove(self.authority.as_str());
         }
     }
 }

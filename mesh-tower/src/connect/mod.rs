@@ -255,22 +255,10 @@ impl Connector {
         // One allocation per request: hyper's send futures cannot be named.
         ResponseFuture {
             inner: match &self.client {
-                Inner::Plain(pool) => {
-                    let pool = std::sync::Arc::clone(pool);
-                    Box::pin(async move { pool.send(req).await })
-                }
-                Inner::Tls(pool) => {
-                    let pool = std::sync::Arc::clone(pool);
-                    Box::pin(async move { pool.send(req).await })
-                }
-                Inner::H2Plain(pool) => {
-                    let pool = std::sync::Arc::clone(pool);
-                    Box::pin(async move { pool.send(req).await })
-                }
-                Inner::H2Tls(pool) => {
-                    let pool = std::sync::Arc::clone(pool);
-                    Box::pin(async move { pool.send(req).await })
-                }
+                Inner::Plain(pool) => pool.send(req),
+                Inner::Tls(pool) => pool.send(req),
+                Inner::H2Plain(pool) => pool.send(req),
+                Inner::H2Tls(pool) => pool.send(req),
                 Inner::Live(slot) => return slot.load().send(req),
             },
         }
@@ -282,7 +270,8 @@ pub struct ResponseFuture {
     inner: BoxFuture,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+pub(crate) type BoxFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
 
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -57,6 +57,9 @@ pub(super) struct Call {
     /// Attempts sent so far.
     pub(super) attempts: u32,
     pub(super) attempt: AttemptState,
+    /// The trace headers each attempt carries (none when the caller set
+    /// its own `traceparent` or tracing is off).
+    pub(super) trace: Option<crate::trace::Outgoing>,
 }
 
 /// The attempt in flight.
@@ -94,6 +97,9 @@ impl Call {
         S: Upstream<RB>,
         RB: Send + 'static,
     {
+        if let Some(trace) = &self.trace {
+            trace.set(req.headers_mut());
+        }
         let (per_try_at, per_try_after) = match self.per_try {
             Some(length) => {
                 let after = per_try_after(length, self.deadline, now);

@@ -154,11 +154,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<MeshBody>) -> FusedFuture<S, RB> {
+    fn call(&mut self, req: Request<MeshBody>) -> FusedFuture<S, RB> {
         let shared = &*self.shared;
         // The call's one clock read (metrics, deadlines, budget, first pick).
         let now = tokio::time::Instant::now();
-        let mut recorder = shared.metrics.start(&mut req, now);
+        let (mut recorder, trace) = shared.metrics.start_untraced(&req, now);
 
         let decided = shared.routes.load().decide(&req);
         let (route, subset) = match decided {
@@ -202,6 +202,7 @@ where
             tried,
             attempts: 1,
             attempt: future::AttemptState::default(),
+            trace,
         };
         let plan = crate::retry::plan(&shared.retry, call.policy(), &req, now);
         if plan == Plan::Once {

@@ -335,3 +335,65 @@ async fn client_durations_are_labelled_with_the_route_taken() {
         1.0
     );
 }
+
+/// Every attempt of a call goes out with the same `traceparent` (set per
+/// attempt, not kept in the head copied for retries), and a caller's own
+/// `traceparent` is sent untouched.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_carries_the_calls_traceparent() {
+    let service = "    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }]\n    \
+                   retry: { attempts: 2, on: [5xx] }\n";
+    let p = parts(service, |_| Behaviour::Status(200));
+    let seen: Arc<std::sync::Mutex<Vec<(u16, String)>>> = Arc::default();
+    let log = seen.clone();
+    // Port 1 fails, so a call that starts there is retried on port 2.
+    let upstream = tower::service_fn(move |req: Request<MeshBody>| {
+        let port = req.uri().port_u16().unwrap_or(0);
+        let tp = req
+            .headers()
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        log.lock().unwrap().push((port, tp));
+        let mut resp = Response::new(MeshBody::empty());
+        *resp.status_mut() = if port == 1 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        std::future::ready(Ok::<_, BoxError>(resp))
+    });
+    let client = FusedClient::new(
+        BoxCloneSyncService::new(upstream),
+        p.metrics,
+        p.routes,
+        RetryLayer::new(None).seed(7),
+        p.pool,
+    );
+    let mut retried = 0;
+    for _ in 0..20 {
+        seen.lock().unwrap().clear();
+        let resp = client.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap().clone();
+        let first = &seen.first().unwrap().1;
+        crate::trace::TraceParent::from_header(&http::HeaderValue::from_str(first).unwrap())
+            .unwrap();
+        assert!(seen.iter().all(|(_, tp)| tp == first), "{seen:?}");
+        if seen.len() == 2 {
+            retried += 1;
+        }
+    }
+    assert!(retried > 0, "no call started on the failing endpoint");
+
+    // The caller's own traceparent wins on every attempt.
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for _ in 0..10 {
+        seen.lock().unwrap().clear();
+        let mut req = get("/");
+        req.headers_mut()
+            .insert("traceparent", own.parse().unwrap());
+        client.clone().oneshot(req).await.unwrap();
+        assert!(seen.lock().unwrap().iter().all(|(_, tp)| tp == own));
+    }
+}

@@ -129,6 +129,24 @@ impl MetricsLayer {
             .map(|r| r.0.route.clone());
         Recorder::start(l.clone(), route, method_index(req.method()), now)
     }
+
+    /// [`start`](Self::start) for the fused path, which sets the trace
+    /// headers on each attempt's request itself: they stay out of the head
+    /// it keeps for retries.
+    pub(crate) fn start_untraced<B>(
+        &self,
+        req: &http::Request<B>,
+        now: tokio::time::Instant,
+    ) -> (Recorder, Option<trace::Outgoing>) {
+        let l = &self.shared;
+        let outgoing = (l.ids.as_ref()).and_then(|ids| trace::outgoing(req, ids.as_ref(), l.flags));
+        let route = req
+            .extensions()
+            .get::<RouteInfo>()
+            .map(|r| r.0.route.clone());
+        let recorder = Recorder::start(l.clone(), route, method_index(req.method()), now);
+        (recorder, outgoing)
+    }
 }
 
 impl<S> Layer<S> for MetricsLayer {

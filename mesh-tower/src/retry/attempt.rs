@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mesh_core::retry::{
-    Attempt, Decision, Pushback, RetryPolicy, parse_grpc_pushback, parse_retry_after,
+    Attempt, Decision, Outcome, Pushback, RetryPolicy, StopReason, parse_grpc_pushback,
+    parse_retry_after,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -79,10 +80,11 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &MeshBody) -> http::Req
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
-    // Room for one more header (the connector's `Host`): a plain clone has
-    // none, and that insert would reallocate the copy at once.
+    // Room for the headers set per attempt (the connector's `Host`, the
+    // fused path's `traceparent`): a plain clone has none, and those
+    // inserts would reallocate the copy at once.
     let headers = req.headers_mut();
-    headers.reserve(parts.headers.len().saturating_add(1));
+    headers.reserve(parts.headers.len().saturating_add(2));
     for (name, value) in &parts.headers {
         headers.append(name.clone(), value.clone());
     }
@@ -107,10 +109,27 @@ pub(crate) fn decide<B>(
     let policy = policy?;
     let method = method.as_str();
     let (outcome, endpoint) = match result {
-        Ok(resp) => (
-            response_outcome(resp),
-            resp.extensions().get::<ServedBy>().map(|s| s.0),
-        ),
+        Ok(resp) => {
+            // Without gRPC conditions, a status that no condition lists is
+            // not retried whatever its `grpc-status`: stop before reading
+            // any header (the common case: a success).
+            let plain = Outcome::Response {
+                status: resp.status().as_u16(),
+                grpc_status: None,
+            };
+            if !policy.reads_grpc_status()
+                && matches!(
+                    policy.should_retry(plain, attempts, method),
+                    Decision::Stop(StopReason::NotRetryable)
+                )
+            {
+                return None;
+            }
+            (
+                response_outcome(resp),
+                resp.extensions().get::<ServedBy>().map(|s| s.0),
+            )
+        }
         // A failure that says nothing about an endpoint (no endpoints,
         // circuit open, no route) is not retried.
         Err(err) => (error_outcome(&**err)?, endpoint_of(&**err)),

@@ -321,21 +321,51 @@ fn combined_tracestate(headers: &http::HeaderMap) -> Option<TraceState> {
 /// already has a `traceparent`: continues the [`TraceContext`] extension if
 /// there is one, else starts a new trace with `new_flags`.
 pub fn inject<B>(request: &mut http::Request<B>, ids: &dyn IdGenerator, new_flags: TraceFlags) {
-    if request.headers().contains_key(TRACEPARENT) {
-        return;
+    if let Some(outgoing) = outgoing(request, ids, new_flags) {
+        outgoing.set(request.headers_mut());
     }
-    let (tp, state) = match request.extensions().get::<TraceContext>() {
-        Some(ctx) => (ctx.parent.child(ids), ctx.state.clone()),
-        None => (TraceParent::new_root(ids, new_flags), None),
-    };
-    let headers = request.headers_mut();
-    // Unique per request: over HTTP/2, HPACK would add every value to both
-    // ends' dynamic tables, evicting the headers that do repeat. Sensitive
-    // values are sent as never-indexed literals.
-    let mut value = tp.to_header_value();
-    value.set_sensitive(true);
-    headers.insert(TRACEPARENT, value);
-    if let Some(s) = state {
-        headers.insert(TRACESTATE, s.0);
+}
+
+/// The trace context a request goes out with (see [`inject`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    parent: TraceParent,
+    state: Option<TraceState>,
+}
+
+/// What [`inject`] would set on `request`; `None` when it has its own
+/// `traceparent`.
+pub(crate) fn outgoing<B>(
+    request: &http::Request<B>,
+    ids: &dyn IdGenerator,
+    new_flags: TraceFlags,
+) -> Option<Outgoing> {
+    if request.headers().contains_key(TRACEPARENT) {
+        return None;
+    }
+    Some(match request.extensions().get::<TraceContext>() {
+        Some(ctx) => Outgoing {
+            parent: ctx.parent.child(ids),
+            state: ctx.state.clone(),
+        },
+        None => Outgoing {
+            parent: TraceParent::new_root(ids, new_flags),
+            state: None,
+        },
+    })
+}
+
+impl Outgoing {
+    /// Sets the headers (each attempt of a call carries the same).
+    pub(crate) fn set(&self, headers: &mut http::HeaderMap) {
+        // Unique per request: over HTTP/2, HPACK would add every value to
+        // both ends' dynamic tables, evicting the headers that do repeat.
+        // Sensitive values are sent as never-indexed literals.
+        let mut value = self.parent.to_header_value();
+        value.set_sensitive(true);
+        headers.insert(TRACEPARENT, value);
+        if let Some(s) = &self.state {
+            headers.insert(TRACESTATE, s.0.clone());
+        }
     }
 }
