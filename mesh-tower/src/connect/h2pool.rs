@@ -31,15 +31,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use http::header::HOST;
 use http::uri::Authority;
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -57,12 +59,37 @@ pub(crate) struct PoolConfig {
     pub(crate) handshake_timeout: Duration,
 }
 
+/// Spawns hyper's HTTP/2 futures boxed.
+///
+/// hyper spawns one future per request (waiting for its response), of an
+/// enum as large as its biggest variant: the connection's own task, codec
+/// buffers and all. Spawned by value, that whole size is copied into the
+/// task and again each time the task's stage changes; boxed, it is copied
+/// once and the task holds a pointer (as hyper-util's own client does).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let fut: Pin<Box<dyn Future<Output = F::Output> + Send>> = Box::pin(fut);
+        tokio::spawn(fut);
+    }
+}
+
 /// Per-authority sets of HTTP/2 connections made by `C` (TCP or TLS).
 pub(crate) struct H2Pool<C> {
     connect: C,
-    builder: Builder<TokioExecutor>,
+    builder: Builder<BoxingExecutor>,
     config: PoolConfig,
     sets: Arc<Sets>,
+    /// The last `Host` value turned into an `:authority`, and that
+    /// authority (a client sends to one service: parsed once, not per
+    /// request).
+    last_host: Mutex<Option<(HeaderValue, Authority)>>,
 }
 
 /// The connection sets by authority. A set whose last connection closed or
@@ -156,14 +183,50 @@ where
     C: super::Transport,
 {
     pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
-        let mut builder = Builder::new(TokioExecutor::new());
+        let mut builder = Builder::new(BoxingExecutor);
         builder.timer(TokioTimer::new());
         Self {
             connect,
             builder,
             config,
             sets: Arc::new(RwLock::new(HashMap::default())),
+            last_host: Mutex::new(None),
         }
+    }
+
+    /// Gives `req` back its own authority: the balancer pointed its URI at
+    /// the endpoint and moved the original authority (the service's name)
+    /// to `Host`. Over HTTP/2 the authority travels as `:authority`, taken
+    /// from the URI, and a `Host` must not differ from it (RFC 9113 section
+    /// 8.3.1): the `Host` value becomes the URI's authority again and the
+    /// header goes. A `Host` that is no valid authority is dropped, leaving
+    /// the endpoint's. Returns the endpoint's authority (the set's key).
+    fn restore_authority(&self, req: &mut Request<MeshBody>) -> Option<Authority> {
+        let endpoint = req.uri().authority()?.clone();
+        let Some(host) = req.headers_mut().remove(HOST) else {
+            return Some(endpoint);
+        };
+        let authority = {
+            let mut last = self.last_host.lock();
+            match &*last {
+                Some((value, authority)) if *value == host => Some(authority.clone()),
+                _ => {
+                    let parsed = Authority::try_from(host.as_bytes()).ok();
+                    if let Some(authority) = &parsed {
+                        *last = Some((host, authority.clone()));
+                    }
+                    parsed
+                }
+            }
+        };
+        if let Some(authority) = authority {
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.authority = Some(authority);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+        Some(endpoint)
     }
 
     /// How many authorities have a connection set (tests).
@@ -186,8 +249,8 @@ where
     /// it here, synchronously, and the future only waits for the response:
     /// it stays small (opening a connection, whose future is large, is
     /// boxed apart and only when needed).
-    pub(crate) fn send(self: &Arc<Self>, req: Request<MeshBody>) -> SendFuture {
-        let Some(authority) = req.uri().authority().cloned() else {
+    pub(crate) fn send(self: &Arc<Self>, mut req: Request<MeshBody>) -> SendFuture {
+        let Some(authority) = self.restore_authority(&mut req) else {
             let err: BoxError = Box::new(NoAuthority(req.uri().clone()));
             return Box::pin(std::future::ready(Err(err)));
         };

@@ -7,16 +7,20 @@ use tower::ServiceExt;
 
 use super::*;
 
-/// An axum server answering `<version> <host> <path?query> <body>`.
+/// An axum server answering `<version> <host> <path?query> <body>`: the
+/// `Host` header over HTTP/1.1; over HTTP/2 `:authority` (the URI's), and
+/// `CONFLICT` if a `host` header came too.
 async fn server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let app = Router::new().fallback(|req: AxumRequest| async move {
         let version = format!("{:?}", req.version());
-        let host = req
-            .headers()
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
+        let header = req.headers().get("host").and_then(|h| h.to_str().ok());
+        let host = match (req.version(), header) {
+            (http::Version::HTTP_2, Some(_)) => "CONFLICT".to_string(),
+            (http::Version::HTTP_2, None) => {
+                req.uri().authority().map_or("-".into(), |a| a.to_string())
+            }
+            (_, header) => header.unwrap_or("-").to_string(),
+        };
         let pq = req
             .uri()
             .path_and_query()
@@ -68,6 +72,9 @@ async fn http2_prior_knowledge_for_http2_and_grpc() {
             MeshBody::streaming(http_body_util::Full::new(bytes::Bytes::from_static(b"s"))),
         )
         .await;
+        // The service's name as `:authority` (RFC 9113 section 8.3.1: no
+        // `host` that differs from it); the endpoint only picks the
+        // connection.
         assert_eq!(got, "HTTP/2.0 news-service /x s");
     }
     server.abort();
