@@ -51,7 +51,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[command(name = "mesh-bench")]
 struct Args {
     /// Length of each measured round.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     duration: Duration,
     /// Concurrent request loops (same for every mode).
     #[arg(long, default_value_t = 32)]
@@ -59,8 +59,10 @@ struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
-    /// Interleaved rounds per mode and protocol.
-    #[arg(long, default_value_t = 3)]
+    /// Interleaved rounds per mode and protocol (many short rounds: a
+    /// shared machine's speed drifts over seconds, and each round's modes
+    /// run back to back).
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Warm-up per mode and protocol before the first round.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -123,6 +125,8 @@ impl Mode {
 #[derive(Default)]
 struct Totals {
     latencies: Vec<u32>,
+    /// Requests per second of each round, in order.
+    round_rps: Vec<f64>,
     errors: u64,
     elapsed: Duration,
     client_cpu: f64,
@@ -138,6 +142,10 @@ impl Totals {
     }
     fn p(&self, q: f64) -> u32 {
         load::quantile(&self.latencies, q)
+    }
+    /// Client CPU seconds per request.
+    fn cpu_per_request(&self) -> f64 {
+        self.client_cpu / (self.latencies.len().max(1) as f64)
     }
     fn json(&self) -> Value {
         json!({"rps": self.rps().round(), "p50_us": self.p(0.5), "p99_us": self.p(0.99)})
@@ -327,6 +335,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                         r.errors
                     );
                 }
+                totals
+                    .round_rps
+                    .push(r.latencies_us.len() as f64 / r.elapsed.as_secs_f64().max(1e-9));
                 totals.latencies.extend(r.latencies_us);
                 totals.errors += r.errors;
                 totals.elapsed += r.elapsed;
@@ -364,9 +375,12 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             continue;
         };
         let envoy_t = get(Mode::Envoy);
+        let per_round = round_ratios(&mesh_t.round_rps, &plain.round_rps);
         let mut ratios = json!({
             "mesh_over_plain_rps": round3(mesh_t.rps() / plain.rps().max(1e-9)),
             "mesh_over_plain_p99": round3(f64::from(mesh_t.p(0.99)) / f64::from(plain.p(0.99).max(1))),
+            "mesh_over_plain_rps_median": round3(median(&per_round)),
+            "plain_over_mesh_client_cpu": round3(plain.cpu_per_request() / mesh_t.cpu_per_request().max(1e-12)),
         });
         let mut obj = json!({"plain": plain.json(), "mesh": mesh_t.json()});
         if let Some(e) = envoy_t {
@@ -399,6 +413,22 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
     drop(envoys);
     let _ = provider.shutdown();
     Ok(())
+}
+
+/// `a[i] / b[i]` for each round both have.
+fn round_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a / b.max(1e-9)).collect()
+}
+
+/// The median (0 for none).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn round3(x: f64) -> f64 {

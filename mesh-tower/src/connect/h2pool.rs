@@ -18,7 +18,11 @@
 //!   share its connect error if it fails;
 //! - a request the server refuses with `REFUSED_STREAM` (its limit went
 //!   down), or that a closing connection never sent, is sent once more on
-//!   another connection (a refused one needs a replayable body);
+//!   another connection. A refused one needs a replayable body, and a copy
+//!   is only kept while more streams are open than the server has been seen
+//!   to take at once on that connection: below that mark a refusal is an
+//!   error (the retry policy may still send it again), and the copy a
+//!   request head costs is not paid on every request;
 //! - closed connections (GOAWAY, errors, EOF) leave the set; a connection
 //!   idle for the pool idle timeout is dropped from it and closes once its
 //!   last response body is done. A set left with no connection (and an
@@ -129,6 +133,9 @@ struct Conn {
     in_flight: AtomicUsize,
     /// Our cap, lowered when the server refuses a stream.
     limit: AtomicUsize,
+    /// The most streams that were open together when one of them got its
+    /// response: the server has taken that many at once.
+    proven: AtomicUsize,
     learned: Arc<Learned>,
     idle_since: Mutex<Instant>,
 }
@@ -275,9 +282,12 @@ where
         set: Arc<ConnSet>,
         authority: Authority,
     ) -> impl Future<Output = Result<Response<Incoming>, BoxError>> + Send + 'static {
-        // A stream can only be refused for the server's limit when others
-        // are open: keep a copy for a retry then, if the body replays.
-        let (req, copy) = if claim.before > 0 && req.body().is_buffered() {
+        // A stream can only be refused for the server's limit when more are
+        // open than the server has been seen to take at once: keep a copy
+        // for a retry then, if the body replays. (Below that, a refusal
+        // fails the request; the retry policy may send it again.)
+        let proven = claim.conn.proven.load(Ordering::Relaxed);
+        let (req, copy) = if claim.before >= proven.max(1) && req.body().is_buffered() {
             let (parts, body) = req.into_parts();
             let copy = body
                 .try_clone()
@@ -290,7 +300,13 @@ where
         let sent = claim.conn.send.clone().try_send_request(req);
         async move {
             let retry = match sent.await {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    claim
+                        .conn
+                        .proven
+                        .fetch_max(claim.before.saturating_add(1), Ordering::Relaxed);
+                    return Ok(response);
+                }
                 Err(mut err) => match (err.take_message(), copy) {
                     // Never sent (the connection was closing): send it elsewhere.
                     (Some(unsent), _) => unsent,
@@ -408,6 +424,7 @@ where
             send,
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(self.config.max_streams.max(1)),
+            proven: AtomicUsize::new(0),
             learned: Arc::clone(&learned),
             idle_since: Mutex::new(Instant::now()),
         });
