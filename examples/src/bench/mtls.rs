@@ -306,12 +306,15 @@ async fn send(caller: &mut Caller) -> Result<bool, BoxError> {
     Ok(ok)
 }
 
-/// Latencies (µs) of successful requests, errors, and elapsed time.
+/// Latencies (µs) of successful requests, errors, elapsed time, each
+/// round's rate and the client threads' CPU seconds.
 #[derive(Default)]
 struct Totals {
     latencies: Vec<u32>,
     errors: u64,
     elapsed: Duration,
+    round_rps: Vec<f64>,
+    client_cpu: f64,
 }
 
 impl Totals {
@@ -324,11 +327,14 @@ impl Totals {
             "p50_us": quantile(&self.latencies, 0.5),
             "p99_us": quantile(&self.latencies, 0.99),
             "errors": self.errors,
+            "client_us_per_request": (self.client_cpu * 1e7 / (self.latencies.len().max(1) as f64)).round() / 10.0,
         })
     }
 }
 
 async fn round(caller: &Caller, concurrency: usize, duration: Duration, totals: &mut Totals) {
+    let cpu = super::procfs::threads_cpu("bench-client", true);
+    let before = totals.latencies.len();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -358,7 +364,13 @@ async fn round(caller: &Caller, concurrency: usize, duration: Duration, totals: 
             totals.errors += errors;
         }
     }
-    totals.elapsed += start.elapsed();
+    let elapsed = start.elapsed();
+    totals.elapsed += elapsed;
+    let done = totals.latencies.len().saturating_sub(before);
+    totals
+        .round_rps
+        .push(done as f64 / elapsed.as_secs_f64().max(1e-9));
+    totals.client_cpu += super::procfs::threads_cpu("bench-client", true) - cpu;
 }
 
 // === handshakes ===
@@ -487,10 +499,21 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
             t.latencies.sort_unstable();
         }
         let [p, me] = &totals;
-        let ratio = (me.rps() / p.rps().max(1e-9) * 1000.0).round() / 1000.0;
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let ratio = r3(me.rps() / p.rps().max(1e-9));
+        let per_round: Vec<f64> = (me.round_rps.iter().zip(&p.round_rps))
+            .map(|(m, p)| m / p.max(1e-9))
+            .collect();
+        let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
         report.insert(
             proto.into(),
-            json!({ "plain_rustls": p.json(), "mesh_mtls": me.json(), "mesh_over_plain_rps": ratio }),
+            json!({
+                "plain_rustls": p.json(),
+                "mesh_mtls": me.json(),
+                "mesh_over_plain_rps": ratio,
+                "mesh_over_plain_rps_median": r3(super::median(&per_round)),
+                "plain_over_mesh_client_cpu": r3(cpu(p) / cpu(me).max(1e-12)),
+            }),
         );
     }
 
@@ -542,8 +565,11 @@ fn print_tables(report: &Value) {
             );
         }
         println!(
-            "{proto:<7} mesh_over_plain_rps {}",
-            r["mesh_over_plain_rps"]
+            "{proto:<7} mesh_over_plain_rps {} (median of rounds {}); client us/request plain {} mesh {}",
+            r["mesh_over_plain_rps"],
+            r["mesh_over_plain_rps_median"],
+            r["plain_rustls"]["client_us_per_request"],
+            r["mesh_mtls"]["client_us_per_request"]
         );
     }
     println!("\nnew TLS connections (one HTTP/1.1 request each):");
