@@ -23,10 +23,9 @@
 //! first and the rest streams, once (no retry).
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -50,8 +49,10 @@ enum Peek {
 
 /// `body` as a buffered [`MeshBody`] if it is complete within `limit` bytes
 /// without waiting, else as a streaming one; the body's own error fails the
-/// call.
-pub(crate) async fn replayable(mut body: Body, limit: usize) -> Result<MeshBody, Status> {
+/// call. Never waits: the frames ready now are read with a no-op waker (a
+/// body still pending registers the real waker when it is polled again, as
+/// it streams).
+pub(crate) fn replayable(mut body: Body, limit: usize) -> Result<MeshBody, Status> {
     if body.is_end_stream() {
         return Ok(MeshBody::empty());
     }
@@ -59,28 +60,26 @@ pub(crate) async fn replayable(mut body: Body, limit: usize) -> Result<MeshBody,
     // frame starts a buffer.
     let mut data = Collected::default();
     let mut held: VecDeque<Frame<Bytes>> = VecDeque::new();
-    let peek = poll_fn(|cx| {
-        loop {
-            match Pin::new(&mut body).poll_frame(cx) {
-                Poll::Ready(None) => return Poll::Ready(Ok(Peek::Done)),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(bytes) => {
-                        data.push(bytes);
-                        if data.len() > limit {
-                            return Poll::Ready(Ok(Peek::Stream));
-                        }
+    let mut cx = Context::from_waker(Waker::noop());
+    let peek = loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(None) => break Peek::Done,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(bytes) => {
+                    data.push(bytes);
+                    if data.len() > limit {
+                        break Peek::Stream;
                     }
-                    Err(other) => {
-                        held.push_back(other);
-                        return Poll::Ready(Ok(Peek::Stream));
-                    }
-                },
-                Poll::Ready(Some(Err(status))) => return Poll::Ready(Err(status)),
-                Poll::Pending => return Poll::Ready(Ok(Peek::Stream)),
-            }
+                }
+                Err(other) => {
+                    held.push_back(other);
+                    break Peek::Stream;
+                }
+            },
+            Poll::Ready(Some(Err(status))) => return Err(status),
+            Poll::Pending => break Peek::Stream,
         }
-    })
-    .await?;
+    };
     let data = data.into_bytes();
     match peek {
         Peek::Done if held.is_empty() => Ok(MeshBody::full(data)),
@@ -286,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn a_complete_body_is_buffered() {
         let body = Body::new(http_body_util::Full::new(Bytes::from_static(b"hello")));
-        let mesh = replayable(body, 64).await.unwrap();
+        let mesh = replayable(body, 64).unwrap();
         assert!(mesh.is_buffered());
         assert_eq!(mesh.collect().await.unwrap().to_bytes(), "hello");
     }
@@ -295,7 +294,7 @@ mod tests {
     async fn frames_are_joined_and_a_single_frame_is_not_copied() {
         let frame = Bytes::from_static(b"one frame");
         let body = Body::new(http_body_util::Full::new(frame.clone()));
-        let mesh = replayable(body, 64).await.unwrap();
+        let mesh = replayable(body, 64).unwrap();
         let out = mesh.collect().await.unwrap().to_bytes();
         assert_eq!(out, frame);
         // Same memory: the static slice was passed along, not copied.
@@ -310,7 +309,7 @@ mod tests {
         drop(tx);
         let stream =
             http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let mesh = replayable(Body::new(stream), 64).await.unwrap();
+        let mesh = replayable(Body::new(stream), 64).unwrap();
         assert!(mesh.is_buffered());
         assert_eq!(mesh.collect().await.unwrap().to_bytes(), "abcde");
     }
@@ -318,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_or_pending_body_streams_whole() {
         let big = Body::new(http_body_util::Full::new(Bytes::from(vec![7u8; 100])));
-        let mesh = replayable(big, 64).await.unwrap();
+        let mesh = replayable(big, 64).unwrap();
         assert!(!mesh.is_buffered());
         assert_eq!(mesh.collect().await.unwrap().to_bytes().len(), 100);
 
@@ -328,7 +327,7 @@ mod tests {
             .unwrap();
         let stream =
             http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let mesh = replayable(Body::new(stream), 64).await.unwrap();
+        let mesh = replayable(Body::new(stream), 64).unwrap();
         assert!(!mesh.is_buffered());
         tx.send(Ok(Frame::data(Bytes::from_static(b"b"))))
             .await

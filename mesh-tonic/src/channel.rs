@@ -3,21 +3,22 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
 use mesh_tower::balance::{LateOutcome, OnAttemptEnd};
-use mesh_tower::ext::Deadline;
-use mesh_tower::inherit;
 use mesh_tower::retry::DEFAULT_MAX_BUFFER;
-use mesh_tower::timeout::grpc::{GRPC_TIMEOUT, encode, parse};
-use mesh_tower::{Mesh, MeshClient};
+use mesh_tower::timeout::grpc::{GRPC_TIMEOUT, parse};
+use mesh_tower::{BoxError, CallOptions, Mesh, MeshClient};
+use pin_project_lite::pin_project;
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
 use crate::body::{End, ResponseBody, replayable};
-use crate::metrics::{ChannelMetrics, code_of_http};
+use crate::metrics::{ChannelMetrics, MethodMetrics, code_of_http};
 use crate::status::from_error;
 
 /// A tonic channel to one upstream service through the mesh: a cloneable
@@ -96,89 +97,128 @@ impl Service<Request<Body>> for MeshChannel {
     }
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
-        // Keep the client that was made ready; the clone serves the next call.
-        let clone = self.client.clone();
-        let mut client = std::mem::replace(&mut self.client, clone);
-        let service = self.service.clone();
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         let method = self.metrics.method(parts.uri.path());
+        // The request's own timeout becomes the call's deadline, enforced
+        // by the client's call timer (with the route's timeout, the
+        // inherited deadline (mesh_tower::inherit) and a `Deadline` on the
+        // request, the earliest winning); each attempt's `grpc-timeout`
+        // says what is left.
+        // Prebuilt: a `&str` key is parsed on every lookup.
+        const TIMEOUT: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
+        let deadline = (parts.headers.get(TIMEOUT))
+            .and_then(parse)
+            .and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
+        // A unary body is complete by now: buffered (so retried); a
+        // streaming one streams.
+        let body = match replayable(body, DEFAULT_MAX_BUFFER) {
+            Ok(body) => body,
+            Err(status) => {
+                method.record_call(start, status.code() as u32);
+                return ResponseFuture::failed(status);
+            }
+        };
         parts
             .extensions
             .insert(OnAttemptEnd(method.clone() as Arc<_>));
-        let now = tokio::time::Instant::now();
-        // Prebuilt: a `&str` key is parsed on every lookup.
-        const TIMEOUT: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
-        let requested = (parts.headers.get(TIMEOUT))
-            .and_then(parse)
-            .and_then(|timeout| now.checked_add(timeout));
-        // A deadline inherited from the call being served (mesh_tower::inherit)
-        // applies too, the earlier one winning.
-        let deadline = inherit::earliest(requested).map(|at| {
-            // An earlier deadline already on the request wins.
-            let at = match parts.extensions.get::<Deadline>() {
-                Some(existing) => existing.0.min(at),
-                None => at,
-            };
-            parts.extensions.insert(Deadline(at));
-            // The next hop inherits what is left.
-            (parts.headers).insert(TIMEOUT, encode(at.saturating_duration_since(now)));
-            at
-        });
-        let call = async move {
-            let result = async {
-                let body = replayable(body, DEFAULT_MAX_BUFFER).await?;
-                let response = client.call(Request::from_parts(parts, body));
-                let result = match deadline {
-                    Some(at) => match tokio::time::timeout_at(at, response).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            return Err(Status::deadline_exceeded(format!(
-                                "service `{service}`: deadline exceeded"
-                            )));
-                        }
-                    },
-                    None => response.await,
-                };
-                result.map_err(|err| from_error(&service, err))
-            }
-            .await;
-            match result {
-                Ok(response) => {
-                    let (mut head, body) = response.into_parts();
-                    let late = head.extensions.remove::<LateOutcome>();
-                    let end = match (late, grpc_status(&head.headers)) {
-                        // Trailers-only (or a non-gRPC answer): the call's
-                        // status is known now.
-                        (None, code) => {
-                            method.record_call(
-                                start,
-                                code.unwrap_or_else(|| code_of_http(head.status.as_u16())),
-                            );
-                            None
-                        }
-                        (late, _) => Some(End {
-                            late,
-                            call: Some((method, start)),
-                        }),
-                    };
-                    Ok(Response::from_parts(head, ResponseBody::new(body, end)))
-                }
-                Err(status) => {
-                    method.record_call(start, status.code() as u32);
-                    Err(status)
-                }
-            }
-        };
+        let options = CallOptions::default().deadline(deadline);
+        // The client made ready by `poll_ready` takes the call now.
+        let inner = self
+            .client
+            .call_with(Request::from_parts(parts, body), options);
         ResponseFuture {
-            inner: Box::pin(call),
+            state: State::Calling {
+                inner,
+                end: Some(CallEnd {
+                    method,
+                    start,
+                    service: self.service.clone(),
+                }),
+            },
         }
     }
 }
 
-/// The response future of [`MeshChannel`].
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send>>,
+/// What the call's end needs: its metrics, start and service.
+struct CallEnd {
+    method: Arc<MethodMetrics>,
+    start: Instant,
+    service: Arc<str>,
+}
+
+impl CallEnd {
+    /// The client's answer as the channel's: the response with its body
+    /// reporting the call's end, or the error as a status (recorded).
+    fn finish(
+        self,
+        result: Result<Response<Incoming>, BoxError>,
+    ) -> Result<Response<ResponseBody>, Status> {
+        let CallEnd {
+            method,
+            start,
+            service,
+        } = self;
+        match result {
+            Ok(response) => {
+                let (mut head, body) = response.into_parts();
+                let late = head.extensions.remove::<LateOutcome>();
+                let end = match (late, grpc_status(&head.headers)) {
+                    // Trailers-only (or a non-gRPC answer): the call's
+                    // status is known now.
+                    (None, code) => {
+                        method.record_call(
+                            start,
+                            code.unwrap_or_else(|| code_of_http(head.status.as_u16())),
+                        );
+                        None
+                    }
+                    (late, _) => Some(End {
+                        late,
+                        call: Some((method, start)),
+                    }),
+                };
+                Ok(Response::from_parts(head, ResponseBody::new(body, end)))
+            }
+            Err(err) => {
+                let status = from_error(&service, err);
+                method.record_call(start, status.code() as u32);
+                Err(status)
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`MeshChannel`]: the mesh client's own
+    /// future, its answer turned into the channel's (no box).
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Calling {
+            #[pin]
+            inner: mesh_tower::ResponseFuture,
+            // `None` once answered.
+            end: Option<CallEnd>,
+        },
+        Failed { status: Option<Status> },
+    }
+}
+
+impl ResponseFuture {
+    fn failed(status: Status) -> Self {
+        Self {
+            state: State::Failed {
+                status: Some(status),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -187,11 +227,24 @@ impl std::fmt::Debug for ResponseFuture {
     }
 }
 
+fn gone() -> Status {
+    Status::internal("MeshChannel response future polled after completion")
+}
+
 impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, Status>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Calling { inner, end } => {
+                let result = ready!(inner.poll(cx));
+                Poll::Ready(match end.take() {
+                    Some(end) => end.finish(result),
+                    None => Err(gone()),
+                })
+            }
+            StateProj::Failed { status } => Poll::Ready(Err(status.take().unwrap_or_else(gone))),
+        }
     }
 }
 

@@ -143,9 +143,46 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        self.call_with(req, CallOptions::default())
+    }
+}
+
+/// Per-call options for [`MeshClient::call_with`]: what a caller would
+/// otherwise put in the request's extensions, or wrap the call's future in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// When the caller gives up: enforced as the call's own deadline (the
+    /// call fails with a timeout, [`ErrorKind::Timeout`], when it passes;
+    /// the route's timeout, the inherited deadline and a
+    /// [`Deadline`](crate::ext::Deadline) on the request still apply, the
+    /// earliest winning). Attempts are bounded by it and a gRPC request's
+    /// `grpc-timeout` says what is left. The call's one timer serves it: no
+    /// timer of the caller's own is needed.
+    ///
+    /// [`ErrorKind::Timeout`]: crate::error::ErrorKind::Timeout
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl CallOptions {
+    /// Options with `deadline` (see [`CallOptions::deadline`]).
+    pub fn deadline(mut self, deadline: Option<tokio::time::Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+impl MeshClient {
+    /// [`Service::call`] with per-call `options`. As for `call`, the client
+    /// must have been made ready first (`poll_ready`).
+    pub fn call_with<B>(&mut self, req: Request<B>, options: CallOptions) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let inner = match &mut self.stack {
             Stack::Fused(fused) => Inner::Fused {
-                fused: fused.call(req.map(into_mesh_body)),
+                fused: fused.call_with_deadline(req.map(into_mesh_body), options.deadline),
             },
             Stack::Failing(err) => Inner::Failed {
                 error: Some(Box::new(SharedError(err.clone()))),

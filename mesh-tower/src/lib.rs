@@ -105,7 +105,7 @@ pub mod timeout;
 pub mod tls;
 pub mod trace;
 
-pub use client::{MeshClient, ResponseFuture};
+pub use client::{CallOptions, MeshClient, ResponseFuture};
 pub use error::BoxError;
 pub use mesh::{Mesh, MeshBuilder, MeshError};
 pub use service::ServiceError;

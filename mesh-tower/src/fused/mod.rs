@@ -155,6 +155,26 @@ where
     }
 
     fn call(&mut self, req: Request<MeshBody>) -> FusedFuture<S, RB> {
+        self.call_with_deadline(req, None)
+    }
+}
+
+impl<S, RB> FusedClient<S>
+where
+    S: Upstream<RB> + Service<Request<MeshBody>, Response = Response<RB>>,
+    RB: http_body::Body + Send + 'static,
+{
+    /// [`Service::call`], with `deadline` enforced as the call's own: the
+    /// call fails with a call timeout ([`Elapsed`](crate::error::Elapsed)
+    /// of kind `Call`) when it passes, whatever the route's timeout (the
+    /// earlier wins, with any [`Deadline`] on the request). Unlike a
+    /// `Deadline` extension alone, which only bounds the attempts, this
+    /// needs no timer of the caller's own: the call's one timer serves.
+    pub fn call_with_deadline(
+        &mut self,
+        req: Request<MeshBody>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> FusedFuture<S, RB> {
         let shared = &*self.shared;
         // The call's one clock read (metrics, deadlines, budget, first pick).
         let now = tokio::time::Instant::now();
@@ -183,6 +203,13 @@ where
             .as_ref()
             .and_then(|r| route_length(r, TimeoutKind::Call));
         let call_at = call_deadline(configured, crate::inherit::deadline(), existing, now);
+        // A deadline the caller enforces bounds the call itself (an earlier
+        // `Deadline` on the request with it).
+        let enforced = deadline.map(|at| existing.map_or(at, |e| e.min(at)));
+        let call_at = match (call_at, enforced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let tried = ext
             .get::<TriedEndpoints>()
             .map_or(Vec::new(), |t| t.0.clone());
