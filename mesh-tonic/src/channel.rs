@@ -252,10 +252,36 @@ impl Future for ResponseFuture {
 /// is not a number is UNKNOWN.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-    headers.get(GRPC_STATUS).map(|v| {
-        std::str::from_utf8(v.as_bytes())
+    headers.get(GRPC_STATUS).map(|v| match v.as_bytes() {
+        // The usual: one or two digits, read as such.
+        &[d] if d.is_ascii_digit() => u32::from(d - b'0'),
+        &[a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            u32::from(a - b'0') * 10 + u32::from(b - b'0')
+        }
+        other => std::str::from_utf8(other)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(2)
+            .unwrap_or(2),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_status_reads_codes_and_unknown() {
+        let status = |v: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-status", http::HeaderValue::from_static(v));
+            grpc_status(&headers)
+        };
+        assert_eq!(status("0"), Some(0));
+        assert_eq!(status("14"), Some(14));
+        assert_eq!(status(" 4 "), Some(4));
+        assert_eq!(status("123"), Some(123));
+        assert_eq!(status("x"), Some(2));
+        assert_eq!(status("1x"), Some(2));
+        assert_eq!(grpc_status(&HeaderMap::new()), None);
+    }
 }

@@ -158,7 +158,9 @@ impl Instruments {
 #[derive(Debug)]
 pub(crate) struct ChannelMetrics {
     instruments: Arc<Instruments>,
-    methods: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
+    /// By name; foldhash (the paths are the channel's own calls', and
+    /// capped at [`MAX_METHODS`]): SipHash of the path was most of a lookup.
+    methods: RwLock<HashMap<Box<str>, Arc<MethodMetrics>, foldhash::fast::RandomState>>,
     other: Arc<MethodMetrics>,
 }
 
@@ -194,7 +196,7 @@ impl ChannelMetrics {
         });
         Self {
             instruments,
-            methods: RwLock::new(HashMap::new()),
+            methods: RwLock::new(HashMap::default()),
             other,
         }
     }

@@ -46,23 +46,41 @@ pub fn parse(value: &HeaderValue) -> Option<Duration> {
 
 /// Encodes `timeout` in the finest unit that fits in 8 digits, rounding
 /// down (the server must never see more time than the caller has left);
-/// saturates at 99999999 hours.
+/// saturates at 99999999 hours. Written straight into the value's bytes
+/// (no formatting machinery: every attempt of a call with a deadline
+/// encodes one).
 pub fn encode(timeout: Duration) -> HeaderValue {
     let nanos = timeout.as_nanos();
-    let units: [(u128, char); 6] = [
-        (1, 'n'),
-        (1_000, 'u'),
-        (1_000_000, 'm'),
-        (1_000_000_000, 'S'),
-        (60_000_000_000, 'M'),
-        (3_600_000_000_000, 'H'),
+    const UNITS: [(u128, u8); 6] = [
+        (1, b'n'),
+        (1_000, b'u'),
+        (1_000_000, b'm'),
+        (1_000_000_000, b'S'),
+        (60_000_000_000, b'M'),
+        (3_600_000_000_000, b'H'),
     ];
-    let (value, unit) = units
+    let (value, unit) = UNITS
         .iter()
         .map(|&(per, unit)| (nanos / per, unit))
         .find(|&(value, _)| value <= MAX_VALUE)
-        .unwrap_or((MAX_VALUE, 'H'));
-    HeaderValue::from_str(&format!("{value}{unit}"))
+        .unwrap_or((MAX_VALUE, b'H'));
+    // At most 8 digits (`value <= MAX_VALUE`) and the unit, written from
+    // the end.
+    let mut value = u32::try_from(value).unwrap_or(99_999_999);
+    let mut buf = [unit; 9];
+    let mut at = buf.len() - 1;
+    while at > 0 {
+        at -= 1;
+        if let Some(digit) = buf.get_mut(at) {
+            // `value % 10` is a single digit.
+            *digit = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(buf.get(at..).unwrap_or_default())
         .unwrap_or(HeaderValue::from_static("99999999H"))
 }
 
@@ -111,6 +129,29 @@ mod tests {
         let odd = Duration::from_nanos(123_456_789_123);
         assert!(parse(&encode(odd)).unwrap() <= odd);
         assert_eq!(encode(Duration::MAX), "99999999H");
+    }
+
+    #[test]
+    fn encodes_as_formatting_would() {
+        // The digits written by hand match `format!` over every magnitude.
+        let mut nanos: u64 = 0;
+        while nanos < u64::MAX / 3 {
+            let d = Duration::from_nanos(nanos);
+            let ns = d.as_nanos();
+            let (value, unit) = [
+                (1, 'n'),
+                (1_000, 'u'),
+                (1_000_000, 'm'),
+                (1_000_000_000, 'S'),
+            ]
+            .iter()
+            .chain(&[(60_000_000_000, 'M'), (3_600_000_000_000, 'H')])
+            .map(|&(per, unit)| (ns / per, unit))
+            .find(|&(v, _)| v <= MAX_VALUE)
+            .unwrap_or((MAX_VALUE, 'H'));
+            assert_eq!(encode(d), format!("{value}{unit}").as_str(), "{d:?}");
+            nanos = nanos * 3 + 7;
+        }
     }
 
     #[test]
