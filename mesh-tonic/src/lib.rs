@@ -45,11 +45,15 @@
 //! ## Deadlines
 //!
 //! A tonic request timeout (`Request::set_timeout`, sent as `grpc-timeout`)
-//! becomes the call's [`Deadline`](mesh_tower::ext::Deadline): the call
-//! fails with DEADLINE_EXCEEDED when it passes, retries never start after
-//! it, and every attempt carries `grpc-timeout` equal to the time left (or
-//! its per-try timeout, if shorter; see
-//! [`mesh_tower::timeout::grpc`]).
+//! becomes the call's deadline ([`CallOptions::deadline`], enforced by the
+//! mesh client's one call timer, with the route's timeout, the inherited
+//! deadline and a [`Deadline`](mesh_tower::ext::Deadline) on the request:
+//! the earliest wins): the call fails with DEADLINE_EXCEEDED when it
+//! passes, retries never start after it, and every attempt carries
+//! `grpc-timeout` equal to the time left (or its per-try timeout, if
+//! shorter; see [`mesh_tower::timeout::grpc`]).
+//!
+//! [`CallOptions::deadline`]: mesh_tower::CallOptions::deadline
 //!
 //! ## Errors
 //!
