@@ -107,6 +107,7 @@ const MODES: [&str; 3] = ["plain", "balance_list", "mesh"];
 #[derive(Default)]
 struct Totals {
     latencies: Vec<u32>,
+    round_rps: Vec<f64>,
     errors: u64,
     elapsed: Duration,
     client_cpu: f64,
@@ -136,6 +137,8 @@ pub struct Options {
     pub server_workers: usize,
     /// Print tables (else only return the JSON).
     pub print: bool,
+    /// Only these modes (`plain`, `balance_list`, `mesh`; all when empty).
+    pub only: Vec<String>,
 }
 
 /// Runs the three modes; returns the `"grpc"` JSON object.
@@ -169,7 +172,11 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
         Client::Tonic(GreeterClient::new(balanced)),
         Client::Mesh(GreeterClient::new(MeshChannel::new(&mesh, "bench-grpc"))),
     ];
+    let run_mode = |mode: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == mode);
     for (client, mode) in clients.iter().zip(MODES) {
+        if !run_mode(mode) {
+            continue;
+        }
         if !wait_ready(client, Duration::from_secs(20)).await {
             return Err(format!("grpc {mode} never answered").into());
         }
@@ -179,9 +186,13 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
     for r in 0..opts.rounds {
         for k in 0..MODES.len() {
             let i = (k + r) % MODES.len();
-            let (Some(client), Some(t)) = (clients.get(i), totals.get_mut(i)) else {
+            let (Some(client), Some(t), Some(mode)) = (clients.get(i), totals.get_mut(i), MODES.get(i))
+            else {
                 continue;
             };
+            if !run_mode(mode) {
+                continue;
+            }
             let (c0, s0) = (
                 procfs::threads_cpu("bench-client", true),
                 procfs::threads_cpu("bench-server", false),
@@ -198,6 +209,8 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
                     res.errors
                 );
             }
+            t.round_rps
+                .push(res.latencies_us.len() as f64 / res.elapsed.as_secs_f64().max(1e-9));
             t.latencies.extend(res.latencies_us);
             t.errors += res.errors;
             t.elapsed += res.elapsed;
@@ -219,10 +232,20 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
         );
     }
     let [plain_t, balance_t, mesh_t] = &totals;
+    let per_round = |a: &Totals, b: &Totals| -> Vec<f64> {
+        (a.round_rps.iter().zip(&b.round_rps))
+            .map(|(a, b)| a / b.max(1e-9))
+            .collect()
+    };
+    let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
     let ratios = json!({
         "mesh_over_plain_rps": round3(mesh_t.rps() / plain_t.rps().max(1e-9)),
         "mesh_over_balance_list_rps": round3(mesh_t.rps() / balance_t.rps().max(1e-9)),
         "mesh_over_plain_p99": round3(f64::from(mesh_t.p(0.99)) / f64::from(plain_t.p(0.99).max(1))),
+        "mesh_over_plain_rps_median": round3(super::median(&per_round(mesh_t, plain_t))),
+        "mesh_over_balance_list_rps_median": round3(super::median(&per_round(mesh_t, balance_t))),
+        "plain_over_mesh_client_cpu": round3(cpu(plain_t) / cpu(mesh_t).max(1e-12)),
+        "balance_list_over_mesh_client_cpu": round3(cpu(balance_t) / cpu(mesh_t).max(1e-12)),
     });
     if opts.print {
         print_table(&totals, &ratios, opts);

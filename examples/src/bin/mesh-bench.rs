@@ -76,7 +76,8 @@ struct Args {
     /// Skip the Envoy pair even when Envoy is installed.
     #[arg(long)]
     no_envoy: bool,
-    /// Only these modes (for profiling one of them), e.g. `--only mesh`.
+    /// Only these modes (for profiling one of them), e.g. `--only mesh`;
+    /// with `--protocol grpc`: `plain`, `balance_list`, `mesh`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// With `--only stack`: how many of the mesh's layers (0-5, see
@@ -344,8 +345,14 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             }
         }
     }
-    let grpc = match args.protocol.as_deref() {
-        None | Some("grpc") if args.only.is_empty() => Some(
+    // gRPC runs with everything, or alone (`--protocol grpc`, where `--only`
+    // picks among plain, balance_list and mesh).
+    let run_grpc = match args.protocol.as_deref() {
+        None => args.only.is_empty(),
+        Some(p) => p == "grpc",
+    };
+    let grpc = match run_grpc {
+        true => Some(
             grpc::run(
                 &grpc::Options {
                     concurrency: args.concurrency,
@@ -354,12 +361,13 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                     rounds: args.rounds,
                     server_workers: args.server_workers,
                     print: !args.json,
+                    only: args.only.clone(),
                 },
                 mesh.metrics().clone(),
             )
             .await?,
         ),
-        _ => None,
+        false => None,
     };
     let load_after = loadavg();
     let mut out = serde_json::Map::new();
