@@ -82,7 +82,7 @@ pub(crate) fn replayable(mut body: Body, limit: usize) -> Result<MeshBody, Statu
     };
     let data = data.into_bytes();
     match peek {
-        Peek::Done if held.is_empty() => Ok(MeshBody::full(data)),
+        Peek::Done if held.is_empty() => Ok(MeshBody::framed(data)),
         _ => {
             if !data.is_empty() {
                 held.push_front(Frame::data(data));

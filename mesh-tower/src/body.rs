@@ -24,6 +24,8 @@ pub struct MeshBody {
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
+    /// Buffered, its length not announced (see [`MeshBody::framed`]).
+    Framed(Option<Bytes>),
     Streaming(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -40,6 +42,18 @@ impl MeshBody {
         let data = data.into();
         Self {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
+    /// A buffered body whose length is not announced: its size hint is not
+    /// exact, so no `content-length` is derived from it. For messages that
+    /// carry their own framing, as gRPC's (tonic sends none either; over
+    /// HTTP/2 the header would only be more to encode on every call).
+    /// Replayed like [`full`](Self::full).
+    pub fn framed(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Self {
+            kind: Kind::Framed((!data.is_empty()).then_some(data)),
         }
     }
 
@@ -60,13 +74,16 @@ impl MeshBody {
             Kind::Full(data) => Some(Self {
                 kind: Kind::Full(data.clone()),
             }),
+            Kind::Framed(data) => Some(Self {
+                kind: Kind::Framed(data.clone()),
+            }),
             Kind::Streaming(_) => None,
         }
     }
 
     /// Whether this body is buffered (replayable).
     pub fn is_buffered(&self) -> bool {
-        matches!(self.kind, Kind::Full(_))
+        matches!(self.kind, Kind::Full(_) | Kind::Framed(_))
     }
 }
 
@@ -85,14 +102,16 @@ impl Body for MeshBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
-            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Full(data) | Kind::Framed(data) => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            }
             Kind::Streaming(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Full(data) => data.is_none(),
+            Kind::Full(data) | Kind::Framed(data) => data.is_none(),
             Kind::Streaming(body) => body.is_end_stream(),
         }
     }
@@ -100,6 +119,11 @@ impl Body for MeshBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Framed(data) => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(data.as_ref().map_or(0, |d| d.len() as u64));
+                hint
+            }
             Kind::Streaming(body) => body.size_hint(),
         }
     }
@@ -109,6 +133,18 @@ impl Body for MeshBody {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn framed_bodies_replay_without_announcing_their_length() {
+        let body = MeshBody::framed("hello");
+        assert!(body.is_buffered());
+        assert_eq!(body.size_hint().exact(), None);
+        assert_eq!(body.size_hint().lower(), 5);
+        let copy = body.try_clone().unwrap();
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert_eq!(copy.collect().await.unwrap().to_bytes(), "hello");
+        assert!(MeshBody::framed("").is_end_stream());
+    }
 
     #[tokio::test]
     async fn full_bodies_replay_streaming_ones_do_not() {

@@ -186,7 +186,8 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
     for r in 0..opts.rounds {
         for k in 0..MODES.len() {
             let i = (k + r) % MODES.len();
-            let (Some(client), Some(t), Some(mode)) = (clients.get(i), totals.get_mut(i), MODES.get(i))
+            let (Some(client), Some(t), Some(mode)) =
+                (clients.get(i), totals.get_mut(i), MODES.get(i))
             else {
                 continue;
             };

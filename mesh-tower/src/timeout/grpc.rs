@@ -93,11 +93,36 @@ pub(crate) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) 
     let Some(timeout) = timeout else {
         return;
     };
-    if let Some(value) = req.headers_mut().get_mut(GRPC_TIMEOUT_NAME) {
-        *value = encode(timeout);
-    } else if is_grpc(req.headers()) {
-        req.headers_mut().insert(GRPC_TIMEOUT_NAME, encode(timeout));
+    // The content type first (a standard header: the cheap lookup), then
+    // one lookup of the custom name.
+    let grpc = is_grpc(req.headers());
+    match req.headers_mut().entry(GRPC_TIMEOUT_NAME) {
+        http::header::Entry::Occupied(mut slot) => {
+            slot.insert(encoded(timeout));
+        }
+        http::header::Entry::Vacant(slot) if grpc => {
+            slot.insert(encoded(timeout));
+        }
+        http::header::Entry::Vacant(_) => {}
     }
+}
+
+/// [`encode`], remembering the last value per thread: the attempts of a
+/// route mostly send the same timeout (the per-try timeout, while the
+/// call's deadline is further away), and a clone shares the bytes.
+fn encoded(timeout: Duration) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(Duration, HeaderValue)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    LAST.with(|last| {
+        let value = match last.take() {
+            Some((at, value)) if at == timeout => value,
+            _ => encode(timeout),
+        };
+        last.set(Some((timeout, value.clone())));
+        value
+    })
 }
 
 /// Whether `headers` are a gRPC request's (`content-type: application/grpc`,
