@@ -98,7 +98,7 @@ impl Service<Request<Body>> for MeshChannel {
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
         let start = Instant::now();
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let method = self.metrics.method(parts.uri.path());
         // The request's own timeout becomes the call's deadline, enforced
         // by the client's call timer (with the route's timeout, the
@@ -119,10 +119,9 @@ impl Service<Request<Body>> for MeshChannel {
                 return ResponseFuture::failed(status);
             }
         };
-        parts
-            .extensions
-            .insert(OnAttemptEnd(method.clone() as Arc<_>));
-        let options = CallOptions::default().deadline(deadline);
+        let options = CallOptions::default()
+            .deadline(deadline)
+            .on_attempt_end(OnAttemptEnd(method.clone() as Arc<_>));
         // The client made ready by `poll_ready` takes the call now.
         let inner = self
             .client

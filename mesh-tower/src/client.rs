@@ -149,7 +149,7 @@ where
 
 /// Per-call options for [`MeshClient::call_with`]: what a caller would
 /// otherwise put in the request's extensions, or wrap the call's future in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// When the caller gives up: enforced as the call's own deadline (the
@@ -162,12 +162,24 @@ pub struct CallOptions {
     ///
     /// [`ErrorKind::Timeout`]: crate::error::ErrorKind::Timeout
     pub deadline: Option<tokio::time::Instant>,
+    /// Told of the end of each attempt (as an [`OnAttemptEnd`] in the
+    /// request's extensions would be, which it replaces): no extensions
+    /// map is allocated for it.
+    ///
+    /// [`OnAttemptEnd`]: crate::balance::OnAttemptEnd
+    pub on_attempt_end: Option<crate::balance::OnAttemptEnd>,
 }
 
 impl CallOptions {
     /// Options with `deadline` (see [`CallOptions::deadline`]).
     pub fn deadline(mut self, deadline: Option<tokio::time::Instant>) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Options with an attempt observer (see [`CallOptions::on_attempt_end`]).
+    pub fn on_attempt_end(mut self, observer: crate::balance::OnAttemptEnd) -> Self {
+        self.on_attempt_end = Some(observer);
         self
     }
 }
@@ -182,7 +194,7 @@ impl MeshClient {
     {
         let inner = match &mut self.stack {
             Stack::Fused(fused) => Inner::Fused {
-                fused: fused.call_with_deadline(req.map(into_mesh_body), options.deadline),
+                fused: fused.call_with(req.map(into_mesh_body), options),
             },
             Stack::Failing(err) => Inner::Failed {
                 error: Some(Box::new(SharedError(err.clone()))),

@@ -116,9 +116,12 @@ impl Attempt {
         self.timeout_at = at;
     }
 
-    /// Reports this attempt's end to the request's [`OnAttemptEnd`], if any.
-    pub(crate) fn observe(&mut self, extensions: &http::Extensions) {
-        self.observer = extensions.get::<OnAttemptEnd>().cloned();
+    /// Reports this attempt's end to `given`, else to the request's
+    /// [`OnAttemptEnd`], if any.
+    pub(crate) fn observe(&mut self, given: Option<&OnAttemptEnd>, extensions: &http::Extensions) {
+        self.observer = given
+            .cloned()
+            .or_else(|| extensions.get::<OnAttemptEnd>().cloned());
     }
 
     /// Records the attempt's result and tags it with the endpoint; defers

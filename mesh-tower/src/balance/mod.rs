@@ -201,6 +201,7 @@ where
             tried: tried.as_ref().map_or(&[][..], |t| &t.0[..]),
             timeout_at: attempt_timeout(per_try, deadline, now),
             now,
+            observer: None,
         };
         // Picked later: a per-try timeout above learns it from a cell.
         let (future, picked) = start(
@@ -228,6 +229,9 @@ pub(crate) struct AttemptPlan<'a> {
     pub(crate) timeout_at: Option<tokio::time::Instant>,
     /// The attempt's start.
     pub(crate) now: tokio::time::Instant,
+    /// Who is told of the attempt's end, if not an [`OnAttemptEnd`] in the
+    /// request's extensions.
+    pub(crate) observer: Option<&'a OnAttemptEnd>,
 }
 
 /// Starts one attempt of `req` on `pool` through `inner`: takes a
@@ -270,7 +274,7 @@ where
         Ok(Some(mut attempt)) => {
             drop(snap);
             attempt.set_timeout_at(timeout_at);
-            attempt.observe(req.extensions());
+            attempt.observe(plan.observer, req.extensions());
             note_endpoint(&req, &attempt);
             crate::connect::set_endpoint_known(&mut req, &attempt.entry.authority, &shared.host);
             let endpoint = attempt.address();
@@ -280,6 +284,7 @@ where
         Ok(None) => {
             let later = later();
             let tried = plan.tried.to_vec();
+            let observer = plan.observer.cloned();
             drop(snap);
             let shared = shared.clone();
             let clone = inner.clone();
@@ -288,7 +293,7 @@ where
                 let _permit = permit;
                 let mut attempt = wait_pick(&shared, subset, hash, &tried).await?;
                 attempt.set_timeout_at(timeout_at);
-                attempt.observe(req.extensions());
+                attempt.observe(observer.as_ref(), req.extensions());
                 if let Some(cell) = &later {
                     cell.set(attempt.address());
                 }

@@ -60,6 +60,9 @@ pub(super) struct Call {
     /// The trace headers each attempt carries (none when the caller set
     /// its own `traceparent` or tracing is off).
     pub(super) trace: Option<crate::trace::Outgoing>,
+    /// The caller's attempt observer given with the call (else one in the
+    /// request's extensions is used).
+    pub(super) observer: Option<crate::balance::OnAttemptEnd>,
 }
 
 /// The attempt in flight.
@@ -120,6 +123,7 @@ impl Call {
             tried: &self.tried,
             timeout_at: crate::balance::attempt_timeout(self.per_try, self.deadline, now),
             now,
+            observer: self.observer.as_ref(),
         };
         let mut cell = None;
         let (future, endpoint) =

@@ -155,7 +155,7 @@ where
     }
 
     fn call(&mut self, req: Request<MeshBody>) -> FusedFuture<S, RB> {
-        self.call_with_deadline(req, None)
+        self.call_with(req, crate::CallOptions::default())
     }
 }
 
@@ -164,16 +164,19 @@ where
     S: Upstream<RB> + Service<Request<MeshBody>, Response = Response<RB>>,
     RB: http_body::Body + Send + 'static,
 {
-    /// [`Service::call`], with `deadline` enforced as the call's own: the
-    /// call fails with a call timeout ([`Elapsed`](crate::error::Elapsed)
-    /// of kind `Call`) when it passes, whatever the route's timeout (the
-    /// earlier wins, with any [`Deadline`] on the request). Unlike a
-    /// `Deadline` extension alone, which only bounds the attempts, this
-    /// needs no timer of the caller's own: the call's one timer serves.
-    pub fn call_with_deadline(
+    /// [`Service::call`] with per-call `options` (see
+    /// [`CallOptions`](crate::CallOptions)): `options.deadline` is enforced
+    /// as the call's own, failing the call with a call timeout
+    /// ([`Elapsed`](crate::error::Elapsed) of kind `Call`) when it passes,
+    /// whatever the route's timeout (the earlier wins, with any
+    /// [`Deadline`] on the request). Unlike a `Deadline` extension alone,
+    /// which only bounds the attempts, this needs no timer of the caller's
+    /// own: the call's one timer serves. `options.on_attempt_end` observes
+    /// every attempt, in place of an extension.
+    pub fn call_with(
         &mut self,
         req: Request<MeshBody>,
-        deadline: Option<tokio::time::Instant>,
+        options: crate::CallOptions,
     ) -> FusedFuture<S, RB> {
         let shared = &*self.shared;
         // The call's one clock read (metrics, deadlines, budget, first pick).
@@ -205,7 +208,7 @@ where
         let call_at = call_deadline(configured, crate::inherit::deadline(), existing, now);
         // A deadline the caller enforces bounds the call itself (an earlier
         // `Deadline` on the request with it).
-        let enforced = deadline.map(|at| existing.map_or(at, |e| e.min(at)));
+        let enforced = (options.deadline).map(|at| existing.map_or(at, |e| e.min(at)));
         let call_at = match (call_at, enforced) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -230,6 +233,7 @@ where
             attempts: 1,
             attempt: future::AttemptState::default(),
             trace,
+            observer: options.on_attempt_end,
         };
         let plan = crate::retry::plan(&shared.retry, call.policy(), &req, now);
         if plan == Plan::Once {
