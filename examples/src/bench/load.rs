@@ -45,6 +45,10 @@ pub fn plain_builder(h2: bool) -> hyper_util::client::legacy::Builder {
 pub enum Target {
     /// The plain client to this URI (the server, or Envoy A).
     Plain(PlainClient, http::Uri),
+    /// The plain client adding a fresh `traceparent` to each request (a
+    /// new root trace, a never-indexed HPACK literal over HTTP/2), exactly
+    /// the header the mesh client adds.
+    PlainTraced(PlainClient, http::Uri),
     /// The mesh client (URI names the service).
     Mesh(MeshClient, http::Uri),
     /// A hand-assembled part of the mesh stack (profiling).
@@ -56,6 +60,18 @@ async fn send(target: &mut Target) -> Result<bool, mesh_tower::BoxError> {
     let response = match target {
         Target::Plain(client, uri) => {
             let req = http::Request::get(uri.clone()).body(Empty::<Bytes>::new())?;
+            client.request(req).await?
+        }
+        Target::PlainTraced(client, uri) => {
+            let mut req = http::Request::get(uri.clone()).body(Empty::<Bytes>::new())?;
+            let ids = mesh_tower::trace::RandomIds;
+            let tp = mesh_tower::trace::TraceParent::new_root(
+                &ids,
+                mesh_tower::trace::TraceFlags::SAMPLED,
+            );
+            let mut value = tp.to_header_value();
+            value.set_sensitive(true);
+            req.headers_mut().insert("traceparent", value);
             client.request(req).await?
         }
         Target::Mesh(client, uri) => {

@@ -106,6 +106,9 @@ struct Args {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Plain,
+    /// The plain client sending a fresh W3C `traceparent` per request, as
+    /// the mesh does (the header's own cost; with `--only plain_tp`).
+    PlainTraced,
     Mesh,
     Envoy,
     Stack,
@@ -115,6 +118,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Plain => "plain",
+            Mode::PlainTraced => "plain_tp",
             Mode::Mesh => "mesh",
             Mode::Envoy => "envoy",
             Mode::Stack => "stack",
@@ -263,6 +267,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
     if args.only.iter().any(|o| o == "stack") {
         modes.push(Mode::Stack);
     }
+    if args.only.iter().any(|o| o == "plain_tp") {
+        modes.insert(1, Mode::PlainTraced);
+    }
     modes.retain(|m| args.only.is_empty() || args.only.iter().any(|o| o == m.name()));
     let protos = [("http1", false), ("http2", true)];
     let mut targets = Vec::new();
@@ -275,6 +282,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
         for &mode in &modes {
             let target = match mode {
                 Mode::Plain => Target::Plain(plain.clone(), format!("http://{first}/").parse()?),
+                Mode::PlainTraced => {
+                    Target::PlainTraced(plain.clone(), format!("http://{first}/").parse()?)
+                }
                 Mode::Mesh => {
                     let svc = if h2 { "bench-h2" } else { "bench-h1" };
                     Target::Mesh(mesh.client(svc), format!("http://{svc}/").parse()?)
