@@ -489,5 +489,17 @@ fn print_table(proto: &str, per_mode: &[(Mode, Target, Totals)], ratios: &Value,
             t.sidecar_rss as f64 / 1_048_576.0
         );
     }
+    // The tail in more detail (where a p99 difference comes from).
+    for (mode, _, t) in per_mode {
+        println!(
+            "{:<8} latency us: p90 {} p95 {} p99 {} p99.9 {} max {}",
+            mode.name(),
+            t.p(0.90),
+            t.p(0.95),
+            t.p(0.99),
+            t.p(0.999),
+            t.p(1.0)
+        );
+    }
     println!("ratios: {ratios}");
 }
