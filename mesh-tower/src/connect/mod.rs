@@ -3,8 +3,11 @@
 //! At the bottom of the client stack, below the balancer, a request already
 //! knows its endpoint: the balancer rewrote its URI to the endpoint's
 //! address ([`set_endpoint`]), keeping the original authority (the mesh
-//! service name, `news-service`) in the `Host` header. What is left is to
-//! send it over a pooled connection:
+//! service name, `news-service`) in the `Host` header. Over HTTP/2 the
+//! authority travels as `:authority` and no `Host` may differ from it, so
+//! the HTTP/2 pool puts it back into the URI and drops `Host`: servers see
+//! the service's name either way. What is left is to send it over a pooled
+//! connection:
 //!
 //! - TCP from an [`HttpConnector`] with `TCP_NODELAY` and a connect
 //!   timeout; connections are pooled per endpoint address (the pool key is
