@@ -70,6 +70,9 @@ pub struct Options {
     pub protocol: Option<String>,
     /// One JSON object instead of tables.
     pub json: bool,
+    /// Only this client (`plain` or `mesh`; both when empty), for profiling:
+    /// no ratios, no handshake rates.
+    pub only: Vec<String>,
 }
 
 /// The CA, server and client material as PEM files in a temporary dir.
@@ -469,7 +472,11 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
         );
         let meshed = Caller::Mesh(mesh.client(service), format!("http://{service}/").parse()?);
         let mut totals = [Totals::default(), Totals::default()];
+        let wanted = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
         for (caller, name) in [(&plain, "plain"), (&meshed, "mesh")] {
+            if !wanted(name) {
+                continue;
+            }
             match send(&mut caller.clone()).await {
                 Ok(true) => {}
                 Ok(false) => return Err(format!("{proto} {name}+mTLS: not a 200").into()),
@@ -492,6 +499,9 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
                 } else {
                     (&meshed, &mut totals[1])
                 };
+                if !wanted(if i == 0 { "plain" } else { "mesh" }) {
+                    continue;
+                }
                 round(caller, opts.concurrency, opts.duration, t).await;
             }
         }
@@ -517,6 +527,9 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
         );
     }
 
+    if !opts.only.is_empty() {
+        return Ok(());
+    }
     // Handshakes: the mesh's own client config (SPIFFE verifier), and the
     // baseline's, each with resumption off and on.
     let expected = SpiffeId::parse(SERVER_ID)?;

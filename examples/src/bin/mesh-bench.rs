@@ -232,6 +232,7 @@ fn main() -> Result<(), BoxError> {
             server_workers: args.server_workers,
             protocol: args.protocol.clone(),
             json: args.json,
+            only: args.only.clone(),
         }));
     }
     let server = server::start("127.0.0.1", 3, args.server_workers.max(1))?;
