@@ -23,9 +23,12 @@ pub struct MeshBody {
 
 #[derive(Debug)]
 enum Kind {
-    Full(Option<Bytes>),
-    /// Buffered, its length not announced (see [`MeshBody::framed`]).
-    Framed(Option<Bytes>),
+    /// Buffered; `exact`: its size hint says its length (not so for
+    /// [`MeshBody::framed`]).
+    Full {
+        data: Option<Bytes>,
+        exact: bool,
+    },
     Streaming(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -33,16 +36,16 @@ impl MeshBody {
     /// An empty body.
     pub fn empty() -> Self {
         Self {
-            kind: Kind::Full(None),
+            kind: Kind::Full {
+                data: None,
+                exact: true,
+            },
         }
     }
 
     /// A buffered body.
     pub fn full(data: impl Into<Bytes>) -> Self {
-        let data = data.into();
-        Self {
-            kind: Kind::Full((!data.is_empty()).then_some(data)),
-        }
+        Self::buffered(data.into(), true)
     }
 
     /// A buffered body whose length is not announced: its size hint is not
@@ -51,9 +54,15 @@ impl MeshBody {
     /// HTTP/2 the header would only be more to encode on every call).
     /// Replayed like [`full`](Self::full).
     pub fn framed(data: impl Into<Bytes>) -> Self {
-        let data = data.into();
+        Self::buffered(data.into(), false)
+    }
+
+    fn buffered(data: Bytes, exact: bool) -> Self {
         Self {
-            kind: Kind::Framed((!data.is_empty()).then_some(data)),
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+                exact,
+            },
         }
     }
 
@@ -71,11 +80,11 @@ impl MeshBody {
     /// A copy for another attempt, if this body is buffered.
     pub fn try_clone(&self) -> Option<MeshBody> {
         match &self.kind {
-            Kind::Full(data) => Some(Self {
-                kind: Kind::Full(data.clone()),
-            }),
-            Kind::Framed(data) => Some(Self {
-                kind: Kind::Framed(data.clone()),
+            Kind::Full { data, exact } => Some(Self {
+                kind: Kind::Full {
+                    data: data.clone(),
+                    exact: *exact,
+                },
             }),
             Kind::Streaming(_) => None,
         }
@@ -83,7 +92,7 @@ impl MeshBody {
 
     /// Whether this body is buffered (replayable).
     pub fn is_buffered(&self) -> bool {
-        matches!(self.kind, Kind::Full(_) | Kind::Framed(_))
+        matches!(self.kind, Kind::Full { .. })
     }
 }
 
@@ -102,27 +111,29 @@ impl Body for MeshBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
-            Kind::Full(data) | Kind::Framed(data) => {
-                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
-            }
+            Kind::Full { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Streaming(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Full(data) | Kind::Framed(data) => data.is_none(),
+            Kind::Full { data, .. } => data.is_none(),
             Kind::Streaming(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Framed(data) => {
-                let mut hint = SizeHint::new();
-                hint.set_lower(data.as_ref().map_or(0, |d| d.len() as u64));
-                hint
+            Kind::Full { data, exact } => {
+                let len = data.as_ref().map_or(0, |d| d.len() as u64);
+                if *exact {
+                    SizeHint::with_exact(len)
+                } else {
+                    let mut hint = SizeHint::new();
+                    hint.set_lower(len);
+                    hint
+                }
             }
             Kind::Streaming(body) => body.size_hint(),
         }

@@ -233,11 +233,7 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
         );
     }
     let [plain_t, balance_t, mesh_t] = &totals;
-    let per_round = |a: &Totals, b: &Totals| -> Vec<f64> {
-        (a.round_rps.iter().zip(&b.round_rps))
-            .map(|(a, b)| a / b.max(1e-9))
-            .collect()
-    };
+    let per_round = |a: &Totals, b: &Totals| super::round_ratios(&a.round_rps, &b.round_rps);
     let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
     let ratios = json!({
         "mesh_over_plain_rps": round3(mesh_t.rps() / plain_t.rps().max(1e-9)),

@@ -64,14 +64,12 @@ async fn send(target: &mut Target) -> Result<bool, mesh_tower::BoxError> {
         }
         Target::PlainTraced(client, uri) => {
             let mut req = http::Request::get(uri.clone()).body(Empty::<Bytes>::new())?;
-            let ids = mesh_tower::trace::RandomIds;
-            let tp = mesh_tower::trace::TraceParent::new_root(
-                &ids,
+            // The mesh's own injection: a new sampled root, never indexed.
+            mesh_tower::trace::inject(
+                &mut req,
+                &mesh_tower::trace::RandomIds,
                 mesh_tower::trace::TraceFlags::SAMPLED,
             );
-            let mut value = tp.to_header_value();
-            value.set_sensitive(true);
-            req.headers_mut().insert("traceparent", value);
             client.request(req).await?
         }
         Target::Mesh(client, uri) => {

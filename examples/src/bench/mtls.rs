@@ -511,9 +511,7 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
         let [p, me] = &totals;
         let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
         let ratio = r3(me.rps() / p.rps().max(1e-9));
-        let per_round: Vec<f64> = (me.round_rps.iter().zip(&p.round_rps))
-            .map(|(m, p)| m / p.max(1e-9))
-            .collect();
+        let per_round = super::round_ratios(&me.round_rps, &p.round_rps);
         let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
         report.insert(
             proto.into(),

@@ -303,7 +303,7 @@ fn fired(mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>, cx: &mut Conte
     false
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

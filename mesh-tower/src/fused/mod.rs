@@ -209,10 +209,7 @@ where
         // A deadline the caller enforces bounds the call itself (an earlier
         // `Deadline` on the request with it).
         let enforced = (options.deadline).map(|at| existing.map_or(at, |e| e.min(at)));
-        let call_at = match (call_at, enforced) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let call_at = future::earliest(call_at, enforced);
         let tried = ext
             .get::<TriedEndpoints>()
             .map_or(Vec::new(), |t| t.0.clone());
