@@ -67,7 +67,7 @@ async fn unavailable_from_grpcio_is_retried_to_99_percent() {
         endpoints(&[(flaky[0].addr(), 1), (flaky[1].addr(), 1)])
     ));
     let channel = mesh_tonic::MeshChannel::new(&mesh, "greeter");
-    let n = 1000;
+    let n = 2000;
     let mut ok = 0;
     let mut statuses = HashMap::new();
     for _ in 0..n {
@@ -76,11 +76,13 @@ async fn unavailable_from_grpcio_is_retried_to_99_percent() {
             Err(s) => *statuses.entry(s.code()).or_insert(0) += 1,
         }
     }
-    // Without retries ~70% would pass; with 4 attempts 1 - 0.3^4 = 99.19%
-    // (~0.5% failed in a 3,000-call run). 98.5% keeps the test from
-    // failing on chance: with 300 calls and a 99% bar it did, at ~5%.
+    // Without retries ~70% would pass; with 4 attempts 1 - 0.3^4 = 99.19%.
+    // Measured: 0.7-1.4% failed (mean 1.0%) over 16 runs of 1,000 calls,
+    // on this code and on the previous session's alike. 1,000 calls with a
+    // 98.5% bar failed on chance ~5% of runs (16 failures, once in CI);
+    // 2,000 calls with a 98.3% bar leave ~3 standard deviations.
     assert!(
-        ok as f64 >= 0.985 * n as f64,
+        ok as f64 >= 0.983 * n as f64,
         "{ok}/{n} succeeded; failures {statuses:?}"
     );
 }
