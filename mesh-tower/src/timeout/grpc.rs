@@ -93,17 +93,12 @@ pub(crate) fn refresh<B>(req: &mut http::Request<B>, timeout: Option<Duration>) 
     let Some(timeout) = timeout else {
         return;
     };
-    // The content type first (a standard header: the cheap lookup), then
-    // one lookup of the custom name.
-    let grpc = is_grpc(req.headers());
-    match req.headers_mut().entry(GRPC_TIMEOUT_NAME) {
-        http::header::Entry::Occupied(mut slot) => {
-            slot.insert(encoded(timeout));
-        }
-        http::header::Entry::Vacant(slot) if grpc => {
-            slot.insert(encoded(timeout));
-        }
-        http::header::Entry::Vacant(_) => {}
+    // The content type first (a standard header: the cheap lookup). A gRPC
+    // call gets the header set; anything else only has one it carries
+    // refreshed (a lookup that reserves no room, unlike `entry`).
+    let headers = req.headers_mut();
+    if is_grpc(headers) || headers.contains_key(GRPC_TIMEOUT_NAME) {
+        headers.insert(GRPC_TIMEOUT_NAME, encoded(timeout));
     }
 }
 
