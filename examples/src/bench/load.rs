@@ -49,6 +49,9 @@ pub enum Target {
     /// new root trace, a never-indexed HPACK literal over HTTP/2), exactly
     /// the header the mesh client adds.
     PlainTraced(PlainClient, http::Uri),
+    /// The plain client, round-robin over these URIs (the next index kept
+    /// per request loop).
+    PlainSpread(PlainClient, Arc<[http::Uri]>, usize),
     /// The mesh client (URI names the service).
     Mesh(MeshClient, http::Uri),
     /// A hand-assembled part of the mesh stack (profiling).
@@ -60,6 +63,15 @@ async fn send(target: &mut Target) -> Result<bool, mesh_tower::BoxError> {
     let response = match target {
         Target::Plain(client, uri) => {
             let req = http::Request::get(uri.clone()).body(Empty::<Bytes>::new())?;
+            client.request(req).await?
+        }
+        Target::PlainSpread(client, uris, next) => {
+            let uri = uris
+                .get(*next % uris.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            *next = next.wrapping_add(1);
+            let req = http::Request::get(uri).body(Empty::<Bytes>::new())?;
             client.request(req).await?
         }
         Target::PlainTraced(client, uri) => {
@@ -118,8 +130,12 @@ pub async fn run(target: &Target, concurrency: usize, duration: Duration) -> Rou
     let start = Instant::now();
     let deadline = Arc::new(start + duration);
     let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
         let mut target = target.clone();
+        // Spread loops start on different ports.
+        if let Target::PlainSpread(_, _, next) = &mut target {
+            *next = i;
+        }
         let deadline = deadline.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);

@@ -109,6 +109,10 @@ enum Mode {
     /// The plain client sending a fresh W3C `traceparent` per request, as
     /// the mesh does (the header's own cost; with `--only plain_tp`).
     PlainTraced,
+    /// The plain client spreading its requests round-robin over the same
+    /// three ports the mesh balances over: the baseline for what spreading
+    /// itself does to the tail (on by default; `--only plain_rr`).
+    PlainSpread,
     Mesh,
     Envoy,
     Stack,
@@ -119,6 +123,7 @@ impl Mode {
         match self {
             Mode::Plain => "plain",
             Mode::PlainTraced => "plain_tp",
+            Mode::PlainSpread => "plain_rr",
             Mode::Mesh => "mesh",
             Mode::Envoy => "envoy",
             Mode::Stack => "stack",
@@ -261,7 +266,7 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
         }
         (true, _) => None,
     };
-    let mut modes = vec![Mode::Plain, Mode::Mesh];
+    let mut modes = vec![Mode::Plain, Mode::PlainSpread, Mode::Mesh];
     if envoys.is_some() {
         modes.push(Mode::Envoy);
     }
@@ -285,6 +290,13 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                 Mode::Plain => Target::Plain(plain.clone(), format!("http://{first}/").parse()?),
                 Mode::PlainTraced => {
                     Target::PlainTraced(plain.clone(), format!("http://{first}/").parse()?)
+                }
+                Mode::PlainSpread => {
+                    let uris = addrs
+                        .iter()
+                        .map(|a| format!("http://{a}/").parse())
+                        .collect::<Result<Vec<http::Uri>, _>>()?;
+                    Target::PlainSpread(plain.clone(), uris.into(), 0)
                 }
                 Mode::Mesh => {
                     let svc = if h2 { "bench-h2" } else { "bench-h1" };
@@ -394,6 +406,7 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             continue;
         };
         let envoy_t = get(Mode::Envoy);
+        let spread = get(Mode::PlainSpread);
         let per_round = round_ratios(&mesh_t.round_rps, &plain.round_rps);
         let mut ratios = json!({
             "mesh_over_plain_rps": round3(mesh_t.rps() / plain.rps().max(1e-9)),
@@ -402,6 +415,14 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             "plain_over_mesh_client_cpu": round3(plain.cpu_per_request() / mesh_t.cpu_per_request().max(1e-12)),
         });
         let mut obj = json!({"plain": plain.json(), "mesh": mesh_t.json()});
+        if let Some(rr) = spread {
+            obj["plain_rr"] = rr.json();
+            let per_round = round_ratios(&mesh_t.round_rps, &rr.round_rps);
+            ratios["mesh_over_plain_rr_rps_median"] = json!(round3(median(&per_round)));
+            ratios["mesh_over_plain_rr_p99"] = json!(round3(
+                f64::from(mesh_t.p(0.99)) / f64::from(rr.p(0.99).max(1))
+            ));
+        }
         if let Some(e) = envoy_t {
             obj["envoy"] = e.json();
             ratios["mesh_over_envoy_rps"] = json!(round3(mesh_t.rps() / e.rps().max(1e-9)));
