@@ -134,11 +134,17 @@ struct Start {
 /// A subset's name and its balancer.
 pub(crate) type NamedBalancer = (Arc<str>, Arc<Mutex<Balancer>>);
 
+/// Endpoint address -> entry, looked up on every pick: a fast hasher (the
+/// addresses come from config and discovery, and SipHash of a
+/// `SocketAddr` costs more than the rest of the lookup).
+pub(crate) type EndpointTable =
+    HashMap<SocketAddr, Arc<EndpointEntry>, foldhash::fast::RandomState>;
+
 /// What a request reads: swapped whole on every change, never locked.
 pub(crate) struct Snapshot {
     pub(crate) all: Arc<Mutex<Balancer>>,
     pub(crate) subsets: Box<[NamedBalancer]>,
-    pub(crate) endpoints: HashMap<SocketAddr, Arc<EndpointEntry>>,
+    pub(crate) endpoints: EndpointTable,
     pub(crate) hash_on: Option<http::HeaderName>,
     pub(crate) outlier: bool,
 }
@@ -253,7 +259,7 @@ impl PoolBuilder {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 all,
                 subsets: subset_lbs,
-                endpoints: HashMap::new(),
+                endpoints: EndpointTable::default(),
                 hash_on: hash_header(c.hash_on.as_ref()),
                 outlier: detector.is_some(),
             }),

@@ -7,7 +7,6 @@
 //! detection ejects it *or* active health checks find it unhealthy; each
 //! source lifts only its own reason.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use parking_lot::Mutex;
 use crate::health::{HealthChecker, ProbeError, Transition};
 
 use super::pool::{
-    DiscoveryState, EndpointEntry, Inner, PoolObserver, PoolShared, Snapshot, build_subsets,
-    hash_header, now,
+    DiscoveryState, EndpointEntry, EndpointTable, Inner, PoolObserver, PoolShared, Snapshot,
+    build_subsets, hash_header, now,
 };
 
 // === impl PoolShared ===
@@ -298,10 +297,10 @@ fn apply_event(
 /// The endpoint table for `endpoints`, keeping the entries (and counters)
 /// of endpoints that remain.
 fn entries(
-    old: &HashMap<SocketAddr, Arc<EndpointEntry>>,
+    old: &EndpointTable,
     endpoints: &[Endpoint],
     outlier: Option<&OutlierConfig>,
-) -> HashMap<SocketAddr, Arc<EndpointEntry>> {
+) -> EndpointTable {
     let default = OutlierConfig::default();
     let config = outlier.unwrap_or(&default);
     endpoints
