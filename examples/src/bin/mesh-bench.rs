@@ -158,7 +158,12 @@ impl Totals {
         self.client_cpu / (self.latencies.len().max(1) as f64)
     }
     fn json(&self) -> Value {
-        json!({"rps": self.rps().round(), "p50_us": self.p(0.5), "p99_us": self.p(0.99)})
+        json!({
+            "rps": self.rps().round(),
+            "p50_us": self.p(0.5),
+            "p99_us": self.p(0.99),
+            "errors": self.errors,
+        })
     }
 }
 
