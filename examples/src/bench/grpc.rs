@@ -227,8 +227,8 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
                 "p50_us": t.p(0.5),
                 "p99_us": t.p(0.99),
                 "errors": t.errors,
-                "client_cpu_s": round3(t.client_cpu),
-                "server_cpu_s": round3(t.server_cpu),
+                "client_cpu_s": super::round3(t.client_cpu),
+                "server_cpu_s": super::round3(t.server_cpu),
             }),
         );
     }
@@ -236,13 +236,13 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
     let per_round = |a: &Totals, b: &Totals| super::round_ratios(&a.round_rps, &b.round_rps);
     let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
     let ratios = json!({
-        "mesh_over_plain_rps": round3(mesh_t.rps() / plain_t.rps().max(1e-9)),
-        "mesh_over_balance_list_rps": round3(mesh_t.rps() / balance_t.rps().max(1e-9)),
-        "mesh_over_plain_p99": round3(f64::from(mesh_t.p(0.99)) / f64::from(plain_t.p(0.99).max(1))),
-        "mesh_over_plain_rps_median": round3(super::median(&per_round(mesh_t, plain_t))),
-        "mesh_over_balance_list_rps_median": round3(super::median(&per_round(mesh_t, balance_t))),
-        "plain_over_mesh_client_cpu": round3(cpu(plain_t) / cpu(mesh_t).max(1e-12)),
-        "balance_list_over_mesh_client_cpu": round3(cpu(balance_t) / cpu(mesh_t).max(1e-12)),
+        "mesh_over_plain_rps": super::round3(mesh_t.rps() / plain_t.rps().max(1e-9)),
+        "mesh_over_balance_list_rps": super::round3(mesh_t.rps() / balance_t.rps().max(1e-9)),
+        "mesh_over_plain_p99": super::round3(f64::from(mesh_t.p(0.99)) / f64::from(plain_t.p(0.99).max(1))),
+        "mesh_over_plain_rps_median": super::round3(super::median(&per_round(mesh_t, plain_t))),
+        "mesh_over_balance_list_rps_median": super::round3(super::median(&per_round(mesh_t, balance_t))),
+        "plain_over_mesh_client_cpu": super::round3(cpu(plain_t) / cpu(mesh_t).max(1e-12)),
+        "balance_list_over_mesh_client_cpu": super::round3(cpu(balance_t) / cpu(mesh_t).max(1e-12)),
     });
     if opts.print {
         print_table(&totals, &ratios, opts);
@@ -275,10 +275,6 @@ fn print_table(totals: &[Totals; 3], ratios: &Value, opts: &Options) {
         );
     }
     println!("ratios: {ratios}");
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 async fn wait_ready(client: &Client, within: Duration) -> bool {

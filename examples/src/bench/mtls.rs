@@ -509,8 +509,7 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
             t.latencies.sort_unstable();
         }
         let [p, me] = &totals;
-        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
-        let ratio = r3(me.rps() / p.rps().max(1e-9));
+        let ratio = super::round3(me.rps() / p.rps().max(1e-9));
         let per_round = super::round_ratios(&me.round_rps, &p.round_rps);
         let cpu = |t: &Totals| t.client_cpu / (t.latencies.len().max(1) as f64);
         report.insert(
@@ -519,8 +518,8 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
                 "plain_rustls": p.json(),
                 "mesh_mtls": me.json(),
                 "mesh_over_plain_rps": ratio,
-                "mesh_over_plain_rps_median": r3(super::median(&per_round)),
-                "plain_over_mesh_client_cpu": r3(cpu(p) / cpu(me).max(1e-12)),
+                "mesh_over_plain_rps_median": super::round3(super::median(&per_round)),
+                "plain_over_mesh_client_cpu": super::round3(cpu(p) / cpu(me).max(1e-12)),
             }),
         );
     }

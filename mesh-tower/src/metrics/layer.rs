@@ -119,15 +119,11 @@ impl MetricsLayer {
         req: &mut http::Request<B>,
         now: tokio::time::Instant,
     ) -> Recorder {
-        let l = &self.shared;
-        if let Some(ids) = &l.ids {
-            trace::inject(req, ids.as_ref(), l.flags);
+        let (recorder, outgoing) = self.start_untraced(req, now);
+        if let Some(outgoing) = outgoing {
+            outgoing.set(req.headers_mut());
         }
-        let route = req
-            .extensions()
-            .get::<RouteInfo>()
-            .map(|r| r.0.route.clone());
-        Recorder::start(l.clone(), route, method_index(req.method()), now)
+        recorder
     }
 
     /// [`start`](Self::start) for the fused path, which sets the trace
