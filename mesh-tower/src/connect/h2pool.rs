@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -138,6 +138,9 @@ struct Conn {
     proven: AtomicUsize,
     learned: Arc<Learned>,
     idle_since: Mutex<Instant>,
+    /// HPACK priming (see [`prime`]): which names the connection's tables
+    /// have been given, and how many requests were looked at.
+    primed: AtomicU32,
 }
 
 impl Conn {
@@ -147,6 +150,50 @@ impl Conn {
             .max_streams()
             .map_or(ours, |theirs| ours.min(theirs))
     }
+}
+
+/// The mesh's per-request headers: `traceparent` and the `grpc-timeout`
+/// left of a deadline, with their [`PRIMED`] bits.
+const PER_REQUEST: [(http::HeaderName, u32); 2] = [
+    (crate::trace::TRACEPARENT, 1),
+    (crate::timeout::grpc::GRPC_TIMEOUT_NAME, 2),
+];
+/// Every name of [`PER_REQUEST`] is in the connection's tables.
+const PRIMED: u32 = 3;
+/// Requests are counted above the primed bits.
+const PRIME_COUNT_SHIFT: u32 = 8;
+/// Requests looked at before giving up (a client that sends no trace or
+/// deadline headers stops paying the lookups).
+const PRIME_TRIES: u32 = 32;
+
+/// Lets the first request on a connection that carries one of the mesh's
+/// per-request headers send it indexed.
+///
+/// Their values are unique per request, so they are marked sensitive:
+/// HPACK sends them as never-indexed literals instead of adding each to
+/// both ends' dynamic tables (evicting what does repeat). But a never-
+/// indexed literal whose *name* is not in a table spells the name out too,
+/// Huffman-coded by the sender and decoded, then parsed and validated, by
+/// the receiver, on every request: `traceparent` is in no static table.
+/// Sent indexed once, the name enters both tables, and every later value
+/// refers to it by index (the value is still never indexed). The entry is
+/// evicted only once 4 KB of newer entries have been added, which the
+/// mesh's own headers no longer do.
+fn prime(req: &mut Request<MeshBody>, state: &AtomicU32, primed: u32) {
+    let mut found = 0;
+    for (name, bit) in &PER_REQUEST {
+        if primed & bit != 0 {
+            continue;
+        }
+        if let Some(value) = req.headers_mut().get_mut(name) {
+            value.set_sensitive(false);
+            found |= bit;
+        }
+    }
+    if found != 0 {
+        state.fetch_or(found, Ordering::Relaxed);
+    }
+    state.fetch_add(1 << PRIME_COUNT_SHIFT, Ordering::Relaxed);
 }
 
 /// A request's claim on a connection's stream; released on drop.
@@ -296,6 +343,11 @@ where
         } else {
             (req, None)
         };
+        let mut req = req;
+        let primed = claim.conn.primed.load(Ordering::Relaxed);
+        if primed & PRIMED != PRIMED && primed >> PRIME_COUNT_SHIFT < PRIME_TRIES {
+            prime(&mut req, &claim.conn.primed, primed);
+        }
         // Handed to the connection now; the future waits for the answer.
         let sent = claim.conn.send.clone().try_send_request(req);
         async move {
@@ -427,6 +479,7 @@ where
             proven: AtomicUsize::new(0),
             learned: Arc::clone(&learned),
             idle_since: Mutex::new(Instant::now()),
+            primed: AtomicU32::new(0),
         });
         tokio::spawn(drive(
             connection,

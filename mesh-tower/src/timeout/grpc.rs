@@ -19,7 +19,7 @@ pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// [`GRPC_TIMEOUT`] as a prebuilt name (a `&str` key is parsed on every
 /// lookup).
-const GRPC_TIMEOUT_NAME: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
+pub(crate) const GRPC_TIMEOUT_NAME: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT);
 
 /// The largest value gRPC allows: 8 digits.
 const MAX_VALUE: u128 = 99_999_999;
@@ -113,7 +113,18 @@ fn encoded(timeout: Duration) -> HeaderValue {
     LAST.with(|last| {
         let value = match last.take() {
             Some((at, value)) if at == timeout => value,
-            _ => encode(timeout),
+            _ => {
+                let mut value = encode(timeout);
+                // What is left of a deadline is a one-off value (to the
+                // nanosecond): HPACK would add each to both ends' dynamic
+                // tables, evicting the entries that do repeat. Sent as a
+                // never-indexed literal. A configured timeout (whole
+                // milliseconds) repeats, and is indexed.
+                if !timeout.subsec_nanos().is_multiple_of(1_000_000) {
+                    value.set_sensitive(true);
+                }
+                value
+            }
         };
         last.set(Some((timeout, value.clone())));
         value
@@ -200,6 +211,29 @@ mod tests {
             .unwrap();
         refresh(&mut req, Some(Duration::from_secs(1)));
         assert_eq!(req.headers()[GRPC_TIMEOUT], "1000000u");
+    }
+
+    #[test]
+    fn one_off_values_are_never_indexed() {
+        let grpc = || {
+            http::Request::post("/helloworld.Greeter/SayHello")
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap()
+        };
+        // A configured timeout repeats: HPACK may index it.
+        let mut req = grpc();
+        refresh(&mut req, Some(Duration::from_millis(1500)));
+        assert!(!req.headers()[GRPC_TIMEOUT].is_sensitive());
+        // What is left of a deadline is a one-off.
+        let mut req = grpc();
+        refresh(&mut req, Some(Duration::from_nanos(1_499_873_021)));
+        assert_eq!(req.headers()[GRPC_TIMEOUT], "1499873u");
+        assert!(req.headers()[GRPC_TIMEOUT].is_sensitive());
+        // The same again (the per-thread cache) is still marked.
+        let mut req = grpc();
+        refresh(&mut req, Some(Duration::from_nanos(1_499_873_021)));
+        assert!(req.headers()[GRPC_TIMEOUT].is_sensitive());
     }
 
     #[test]
