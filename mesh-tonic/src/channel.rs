@@ -162,20 +162,20 @@ impl CallEnd {
             Ok(response) => {
                 let (mut head, body) = response.into_parts();
                 let late = head.extensions.remove::<LateOutcome>();
-                let end = match (late, grpc_status(&head.headers)) {
-                    // Trailers-only (or a non-gRPC answer): the call's
-                    // status is known now.
-                    (None, code) => {
-                        method.record_call(
-                            start,
-                            code.unwrap_or_else(|| code_of_http(head.status.as_u16())),
-                        );
-                        None
-                    }
-                    (late, _) => Some(End {
-                        late,
+                let end = match late {
+                    // The status comes in trailers: the body reports it.
+                    Some(late) => Some(End {
+                        late: Some(late),
                         call: Some((method, start)),
                     }),
+                    // Trailers-only (or a non-gRPC answer): the call's
+                    // status is known now.
+                    None => {
+                        let code = grpc_status(&head.headers)
+                            .unwrap_or_else(|| code_of_http(head.status.as_u16()));
+                        method.record_call(start, code);
+                        None
+                    }
                 };
                 Ok(Response::from_parts(head, ResponseBody::new(body, end)))
             }
