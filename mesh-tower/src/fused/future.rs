@@ -73,17 +73,64 @@ pub(super) struct AttemptState {
     picked: Picked,
 }
 
-/// A request that may be retried: a service of its own, its head and its
-/// buffered body.
+/// A request that may be retried: a service of its own, the first
+/// attempt's head (until it is sent), what later ones are rebuilt from,
+/// and the buffered body.
 pub(super) struct Retrying<S> {
     pub(super) service: S,
-    pub(super) parts: http::request::Parts,
+    pub(super) first: Option<http::request::Parts>,
+    pub(super) kept: Kept,
     pub(super) body: MeshBody,
 }
 
+/// What a retry's request is rebuilt from: the request's head as the
+/// caller gave it, its header fields as a list. The first attempt is sent
+/// with the caller's own head; this copy costs one allocation and no
+/// hashing (a `HeaderMap` copy costs two, and rebuilding one hashes every
+/// name), and the map is rebuilt only when a retry happens.
+pub(super) struct Kept {
+    pub(super) method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    extensions: http::Extensions,
+}
+
+impl Kept {
+    pub(super) fn of(parts: &http::request::Parts) -> Kept {
+        Kept {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: (parts.headers.iter())
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    /// A fresh request of the kept head with `body`.
+    fn rebuild(&self, body: MeshBody) -> Request<MeshBody> {
+        let head = crate::retry::Head {
+            method: &self.method,
+            uri: &self.uri,
+            version: self.version,
+            extensions: &self.extensions,
+        };
+        let fields = self.headers.iter().map(|(name, value)| (name, value));
+        crate::retry::rebuild(head, self.headers.len(), fields, body)
+    }
+}
+
 impl<S> Retrying<S> {
-    pub(super) fn request(&self) -> Request<MeshBody> {
-        crate::retry::replay(&self.parts, &self.body)
+    /// The next attempt's request: the caller's own head the first time,
+    /// a rebuilt copy after that.
+    pub(super) fn request(&mut self) -> Request<MeshBody> {
+        let body = self.body.try_clone().unwrap_or_default();
+        match self.first.take() {
+            Some(parts) => Request::from_parts(parts, body),
+            None => self.kept.rebuild(body),
+        }
     }
 }
 
@@ -376,7 +423,7 @@ where
                         Some(again) => crate::retry::decide(
                             &call.shared.retry,
                             call.policy(),
-                            &again.parts.method,
+                            &again.kept.method,
                             call.attempts,
                             call.deadline,
                             &result,

@@ -55,7 +55,7 @@ use crate::router::{RouteTable, RouterLayer};
 use crate::timeout::{call_deadline, route_length};
 
 pub use future::FusedFuture;
-use future::{Call, Retrying};
+use future::{Call, Kept, Retrying};
 
 /// The service under the fused path: the connector, or anything standing in
 /// for it (a cloneable `Service` of [`MeshBody`] requests whose futures are
@@ -244,7 +244,8 @@ where
         let (parts, body) = req.into_parts();
         let mut again = Retrying {
             service,
-            parts,
+            kept: Kept::of(&parts),
+            first: Some(parts),
             body: MeshBody::empty(),
         };
         if plan == Plan::Replay {

@@ -397,3 +397,79 @@ async fn every_attempt_carries_the_calls_traceparent() {
         assert!(seen.lock().unwrap().iter().all(|(_, tp)| tp == own));
     }
 }
+
+/// A marker the caller puts in the request's extensions.
+#[derive(Clone, Debug, PartialEq)]
+struct Marker(u32);
+
+/// The first attempt is sent with the caller's own head; a retry with a
+/// copy of it as the caller gave it: method, URI path, every header field
+/// (repeated names in order), extensions and body, with none of the first
+/// attempt's per-attempt headers carried over twice.
+#[tokio::test(start_paused = true)]
+async fn a_retry_carries_the_callers_head_and_body() {
+    let service = "    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }]\n    \
+                   retry: { attempts: 2, on: [5xx], non_idempotent: true }\n";
+    let p = parts(service, |_| Behaviour::Status(200));
+    type Seen = (u16, String, String, Vec<String>, Option<Marker>, Vec<u8>);
+    let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let upstream = tower::service_fn(move |req: Request<MeshBody>| {
+        let log = log.clone();
+        async move {
+            let port = req.uri().port_u16().unwrap_or(0);
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let fields = (req.headers().iter())
+                .filter(|(name, _)| name.as_str().starts_with("x-"))
+                .map(|(name, value)| format!("{name}={}", value.to_str().unwrap()))
+                .collect();
+            let marker = req.extensions().get::<Marker>().cloned();
+            let body = http_body_util::BodyExt::collect(req.into_body()).await?;
+            let body = body.to_bytes().to_vec();
+            log.lock()
+                .unwrap()
+                .push((port, method, path, fields, marker, body));
+            let mut resp = Response::new(MeshBody::empty());
+            *resp.status_mut() = if port == 1 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            Ok::<_, BoxError>(resp)
+        }
+    });
+    let client = FusedClient::new(
+        BoxCloneSyncService::new(upstream),
+        p.metrics,
+        p.routes,
+        RetryLayer::new(None).seed(7),
+        p.pool,
+    );
+    let mut retried = 0;
+    for _ in 0..20 {
+        seen.lock().unwrap().clear();
+        let mut req = Request::post("http://news/things?x=1")
+            .header("x-one", "1")
+            .header("x-many", "a")
+            .header("x-many", "b")
+            .body(MeshBody::full("payload"))
+            .unwrap();
+        req.extensions_mut().insert(Marker(7));
+        let resp = client.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap().clone();
+        for (_, method, path, fields, marker, body) in &seen {
+            assert_eq!(method, "POST");
+            assert_eq!(path, "/things");
+            assert_eq!(fields, &["x-one=1", "x-many=a", "x-many=b"], "{seen:?}");
+            assert_eq!(marker, &Some(Marker(7)));
+            assert_eq!(body, b"payload");
+        }
+        if seen.len() == 2 {
+            assert_eq!((seen[0].0, seen[1].0), (1, 2));
+            retried += 1;
+        }
+    }
+    assert!(retried > 0, "no call started on the failing endpoint");
+}

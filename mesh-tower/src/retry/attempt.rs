@@ -75,20 +75,47 @@ impl<S> Retrying<S> {
 }
 
 /// A request with `parts`' head (copied) and a replay of `body`.
-pub(crate) fn replay(parts: &http::request::Parts, body: &MeshBody) -> http::Request<MeshBody> {
-    let mut req = http::Request::new(body.try_clone().unwrap_or_default());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    // Room for the headers set per attempt (the connector's `Host`, the
-    // fused path's `traceparent`): a plain clone has none, and those
+fn replay(parts: &http::request::Parts, body: &MeshBody) -> http::Request<MeshBody> {
+    let head = Head {
+        method: &parts.method,
+        uri: &parts.uri,
+        version: parts.version,
+        extensions: &parts.extensions,
+    };
+    let body = body.try_clone().unwrap_or_default();
+    rebuild(head, parts.headers.len(), parts.headers.iter(), body)
+}
+
+/// A request head's parts other than its fields, borrowed.
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a http::Method,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) version: http::Version,
+    pub(crate) extensions: &'a http::Extensions,
+}
+
+/// A fresh copy of a request for another attempt: `head`, the `len` header
+/// `fields` and `body`. Shared by [`Retry`](super::Retry) and the fused
+/// client ([`crate::fused`]).
+pub(crate) fn rebuild<'a>(
+    head: Head<'_>,
+    len: usize,
+    fields: impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>,
+    body: MeshBody,
+) -> http::Request<MeshBody> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    // Room for the headers set per attempt (the connector's `Host`,
+    // `traceparent`, `grpc-timeout`): a plain clone has none, and those
     // inserts would reallocate the copy at once.
     let headers = req.headers_mut();
-    headers.reserve(parts.headers.len().saturating_add(2));
-    for (name, value) in &parts.headers {
+    headers.reserve(len.saturating_add(3));
+    for (name, value) in fields {
         headers.append(name.clone(), value.clone());
     }
-    *req.extensions_mut() = parts.extensions.clone();
+    *req.extensions_mut() = head.extensions.clone();
     req
 }
 

@@ -135,7 +135,7 @@ use crate::body::MeshBody;
 use crate::error::BoxError;
 use crate::ext::RouteInfo;
 use attempt::Retrying;
-pub(crate) use attempt::{decide, replay};
+pub(crate) use attempt::{Head, decide, rebuild};
 pub(crate) use future::{finish, poll_drain};
 pub(crate) use layer::Shared;
 use mesh_core::retry::{Decision, Outcome, RetryPolicy, StopReason, is_idempotent};
