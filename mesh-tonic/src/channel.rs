@@ -98,7 +98,19 @@ impl Service<Request<Body>> for MeshChannel {
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
         let start = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // tonic's generated clients name the method in an extension for
+        // the layers above the channel; nothing below reads it. The mesh
+        // copies a request's extensions for its retries, so a map left
+        // empty without it is dropped rather than copied.
+        if parts
+            .extensions
+            .remove::<tonic::GrpcMethod<'static>>()
+            .is_some()
+            && parts.extensions.is_empty()
+        {
+            parts.extensions = http::Extensions::new();
+        }
         let method = self.metrics.method(parts.uri.path());
         // The request's own timeout becomes the call's deadline, enforced
         // by the client's call timer (with the route's timeout, the

@@ -300,3 +300,21 @@ async fn every_attempt_carries_its_own_time_left() {
         assert!(seen > Duration::from_millis(100), "{seen:?}");
     }
 }
+
+/// A caller's own extensions on a tonic request still reach the mesh (the
+/// channel drops only tonic's method-name extension): a cell the balancer
+/// fills with the endpoint it picked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_extensions_reach_the_mesh() {
+    let server = server(Behaviour::Ok, 1).await;
+    let mesh = mesh(&format!(
+        "services:\n  greeter:\n    protocol: grpc\n    endpoints: {}\n",
+        endpoints(&[server.addr])
+    ));
+    let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
+    let cell = mesh_tower::ext::AttemptEndpoint::new();
+    let mut request = hello("x");
+    request.extensions_mut().insert(cell.clone());
+    client.say_hello(request).await.unwrap();
+    assert_eq!(cell.get(), Some(server.addr));
+}
