@@ -71,7 +71,8 @@ impl MeshClient {
         // and one future (see `crate::fused`).
         let stack = FusedClient::new(
             connector,
-            MetricsLayer::client(state.metrics.clone(), state.labels.clone()),
+            MetricsLayer::client(state.metrics.clone(), state.labels.clone())
+                .trace_mode(resources.trace),
             RouterLayer::shared(state.routes.clone()),
             RetryLayer::new(None)
                 .budget(state.budget.clone())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_core::config::{ConfigErrors, MeshEnv};
+use mesh_core::config::{ConfigErrors, MeshEnv, TraceMode};
 use mesh_core::{Endpoint, MeshConfig};
 use mesh_discovery::{Discover, DiscoveryError, DnsConfig, FileOptions, FileSource, Resolver};
 use parking_lot::Mutex;
@@ -88,6 +88,8 @@ pub(crate) struct Resources {
     /// mTLS connectors by (HTTP/2?, expected identity): one pool each.
     tls_connectors: Mutex<HashMap<(bool, SpiffeId), Connector>>,
     pub(crate) local_service: Option<String>,
+    /// What clients do with trace context.
+    pub(crate) trace: TraceMode,
     metrics: Metrics,
     telemetry: Option<Telemetry>,
     _file: Option<FileSource>,
@@ -122,6 +124,7 @@ pub struct MeshBuilder {
     metrics_addr: Option<SocketAddr>,
     tls: Option<Tls>,
     tls_config: Option<Result<TlsConfig, TlsError>>,
+    trace: TraceMode,
 }
 
 impl std::fmt::Debug for MeshBuilder {
@@ -180,7 +183,7 @@ impl MeshBuilder {
 
     /// Everything the environment gives: `MESH_CONFIG`,
     /// `MESH_ENDPOINTS_*`, `MESH_DNS_SERVER`, `MESH_SERVICE`,
-    /// `MESH_METRICS_ADDR`, and `MESH_TLS_CERT`/`KEY`/`CA`/`MODE` (mTLS,
+    /// `MESH_METRICS_ADDR`, `MESH_TRACE`, and `MESH_TLS_CERT`/`KEY`/`CA`/`MODE` (mTLS,
     /// loaded at [`build`](Self::build); only some of the three files set
     /// is a build error).
     pub fn env(mut self, env: &MeshEnv) -> Self {
@@ -200,6 +203,9 @@ impl MeshBuilder {
         }
         if let Some(server) = env.dns_server {
             self.dns.server = Some(server);
+        }
+        if let Some(mode) = env.trace {
+            self.trace = mode;
         }
         if let Some(addr) = env.metrics_addr {
             self.metrics_addr = Some(addr);
@@ -227,6 +233,14 @@ impl MeshBuilder {
     /// Connect timeout and pooling.
     pub fn connect(mut self, connect: ConnectConfig) -> Self {
         self.connect = connect;
+        self
+    }
+
+    /// What clients do with W3C trace context (`MESH_TRACE`; default
+    /// [`TraceMode::Originate`]: every call carries a `traceparent`, a new
+    /// trace when the caller has none).
+    pub fn trace(mut self, mode: TraceMode) -> Self {
+        self.trace = mode;
         self
     }
 
@@ -321,6 +335,7 @@ impl MeshBuilder {
                     tls,
                     tls_connectors: Mutex::new(HashMap::new()),
                     local_service: self.local_service,
+                    trace: self.trace,
                     metrics,
                     telemetry,
                     _file: file,
@@ -365,6 +380,7 @@ impl Mesh {
             metrics_addr: None,
             tls: None,
             tls_config: None,
+            trace: TraceMode::default(),
         }
     }
 

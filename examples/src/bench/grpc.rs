@@ -139,6 +139,8 @@ pub struct Options {
     pub print: bool,
     /// Only these modes (`plain`, `balance_list`, `mesh`; all when empty).
     pub only: Vec<String>,
+    /// The mesh client's trace mode (`--trace`).
+    pub trace: mesh_core::config::TraceMode,
 }
 
 /// Runs the three modes; returns the `"grpc"` JSON object.
@@ -164,6 +166,7 @@ pub async fn run(opts: &Options, metrics: Metrics) -> Result<Value, BoxError> {
     );
     let mesh = mesh_tower::Mesh::builder()
         .config(parse_str(&yaml, Format::Yaml, "mesh-bench-grpc")?)
+        .trace(opts.trace)
         .metrics(metrics)
         .local_service("mesh-bench")
         .build()?;

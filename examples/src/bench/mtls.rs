@@ -70,6 +70,8 @@ pub struct Options {
     pub protocol: Option<String>,
     /// One JSON object instead of tables.
     pub json: bool,
+    /// The mesh client's trace mode (`--trace`).
+    pub trace: mesh_core::config::TraceMode,
     /// Only this client (`plain` or `mesh`; both when empty), for profiling:
     /// no ratios, no handshake rates.
     pub only: Vec<String>,
@@ -455,6 +457,7 @@ pub async fn run(opts: &Options) -> Result<(), BoxError> {
     let (provider, _exposition) = prometheus::pipeline(Some("mesh-bench"))?;
     let mesh = mesh_tower::Mesh::builder()
         .config(config)
+        .trace(opts.trace)
         .metrics(Metrics::new(&provider.meter(mesh_tower::metrics::SCOPE)))
         .local_service("mesh-bench")
         .tls(client_tls.clone())

@@ -97,6 +97,11 @@ struct Args {
     /// (src/bench/mtls.rs).
     #[arg(long)]
     mtls: bool,
+    /// The mesh client's trace mode, as `MESH_TRACE`: `originate` (the
+    /// default: a new trace per call), `propagate` (only a caller's
+    /// context, so none here) or `off`.
+    #[arg(long, default_value = "originate")]
+    trace: mesh_core::config::TraceMode,
     /// Internal: serve on this IP (one listener), print the port, run until
     /// killed.
     #[arg(long, hide = true)]
@@ -243,6 +248,7 @@ fn main() -> Result<(), BoxError> {
             protocol: args.protocol.clone(),
             json: args.json,
             only: args.only.clone(),
+            trace: args.trace,
         }));
     }
     let server = server::start("127.0.0.1", 3, args.server_workers.max(1))?;
@@ -255,6 +261,7 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
     let (provider, exposition) = prometheus::pipeline(Some("mesh-bench"))?;
     let mesh = mesh_tower::Mesh::builder()
         .config(mesh_config(addrs)?)
+        .trace(args.trace)
         .metrics(Metrics::new(&provider.meter(mesh_tower::metrics::SCOPE)))
         .local_service("mesh-bench")
         .build()?;
@@ -390,6 +397,7 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                     server_workers: args.server_workers,
                     print: !args.json,
                     only: args.only.clone(),
+                    trace: args.trace,
                 },
                 mesh.metrics().clone(),
             )

@@ -44,6 +44,39 @@ impl FromStr for TlsMode {
     }
 }
 
+/// What a mesh client does with W3C trace context (`MESH_TRACE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TraceMode {
+    /// Every call carries a `traceparent`: a child of the caller's trace
+    /// context when it has one, else a new sampled trace (the default).
+    #[default]
+    Originate,
+    /// A call carries a `traceparent` only as a child of the caller's trace
+    /// context (an incoming request's, extracted by the server layer): no
+    /// new traces, as Linkerd's proxies and gRPC without a tracer do.
+    Propagate,
+    /// The mesh sets no trace headers (a caller's own `traceparent` still
+    /// goes through untouched).
+    Off,
+}
+
+/// `MESH_TRACE` was not `originate`, `propagate` or `off`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trace mode `{0}`; one of originate, propagate, off")]
+pub struct TraceModeError(pub String);
+
+impl FromStr for TraceMode {
+    type Err = TraceModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "originate" => Ok(TraceMode::Originate),
+            "propagate" => Ok(TraceMode::Propagate),
+            "off" => Ok(TraceMode::Off),
+            _ => Err(TraceModeError(s.to_string())),
+        }
+    }
+}
+
 /// The mesh's environment variables, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MeshEnv {
@@ -68,6 +101,8 @@ pub struct MeshEnv {
     pub tls_ca: Option<PathBuf>,
     /// Server-side TLS mode (`MESH_TLS_MODE`).
     pub tls_mode: Option<TlsMode>,
+    /// What clients do with trace context (`MESH_TRACE`).
+    pub trace: Option<TraceMode>,
     /// Listen address of example services (`MESH_LISTEN`).
     pub listen: Option<SocketAddr>,
     /// Prometheus `/metrics` address (`MESH_METRICS_ADDR`).
@@ -169,6 +204,12 @@ impl MeshEnv {
             match m.parse() {
                 Ok(mode) => env.tls_mode = Some(mode),
                 Err(e) => err("MESH_TLS_MODE", format!("{e}")),
+            }
+        }
+        if let Some(m) = get("MESH_TRACE") {
+            match m.parse() {
+                Ok(mode) => env.trace = Some(mode),
+                Err(e) => err("MESH_TRACE", format!("{e}")),
             }
         }
         if let Some(s) = get("MESH_DNS_SERVER") {

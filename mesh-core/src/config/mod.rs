@@ -65,7 +65,7 @@ use std::str::FromStr;
 
 pub use addr::{EndpointListError, is_service_name, parse_endpoint_list};
 pub use duration::{DurationError, format_duration, parse_duration};
-pub use env::{MeshEnv, TlsMode, TlsModeError};
+pub use env::{MeshEnv, TlsMode, TlsModeError, TraceMode, TraceModeError};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use health::{DEFAULT_HEALTH_PATH, HealthCheckConfig};
 pub use model::*;

@@ -14,6 +14,7 @@ use super::{Metrics, SeriesCache, ServiceLabels};
 use crate::error::BoxError;
 use crate::ext::RouteInfo;
 use crate::trace::{self, IdGenerator, RandomIds, TraceFlags};
+use mesh_core::config::TraceMode;
 
 /// Records `http.client.request.duration` and `http.client.active_requests`
 /// for every call to one service, and injects W3C `traceparent`.
@@ -54,6 +55,8 @@ pub(super) struct Shared {
     pub(super) series: Arc<SeriesCache<SeriesKey, Histogram<f64>>>,
     ids: Option<Arc<dyn IdGenerator>>,
     flags: TraceFlags,
+    /// Whether a call with no trace context starts a new trace.
+    originate: bool,
 }
 
 impl MetricsLayer {
@@ -67,6 +70,7 @@ impl MetricsLayer {
                     series: self.shared.series.clone(),
                     ids: self.shared.ids.clone(),
                     flags: self.shared.flags,
+                    originate: self.shared.originate,
                 };
                 f(&mut s);
                 self.shared = Arc::new(s);
@@ -89,6 +93,7 @@ impl MetricsLayer {
                 labels,
                 ids: Some(Arc::new(RandomIds)),
                 flags: TraceFlags::SAMPLED,
+                originate: true,
             }),
         }
     }
@@ -107,6 +112,29 @@ impl MetricsLayer {
     /// Turns `traceparent` injection off (metrics only).
     pub fn without_trace(self) -> MetricsLayer {
         self.edit(|s| s.ids = None)
+    }
+
+    /// What the layer does with trace context (`MESH_TRACE`): see
+    /// [`TraceMode`]. [`Originate`](TraceMode::Originate) is the default;
+    /// [`Propagate`](TraceMode::Propagate) injects only a child of the
+    /// request's own [`TraceContext`](trace::TraceContext);
+    /// [`Off`](TraceMode::Off) is [`without_trace`](Self::without_trace).
+    pub fn trace_mode(self, mode: TraceMode) -> MetricsLayer {
+        match mode {
+            TraceMode::Originate => self.edit(|s| {
+                s.originate = true;
+                if s.ids.is_none() {
+                    s.ids = Some(Arc::new(RandomIds));
+                }
+            }),
+            TraceMode::Propagate => self.edit(|s| {
+                s.originate = false;
+                if s.ids.is_none() {
+                    s.ids = Some(Arc::new(RandomIds));
+                }
+            }),
+            TraceMode::Off => self.without_trace(),
+        }
     }
 }
 
@@ -135,7 +163,8 @@ impl MetricsLayer {
         now: tokio::time::Instant,
     ) -> (Recorder, Option<trace::Outgoing>) {
         let l = &self.shared;
-        let outgoing = (l.ids.as_ref()).and_then(|ids| trace::outgoing(req, ids.as_ref(), l.flags));
+        let outgoing = (l.ids.as_ref())
+            .and_then(|ids| trace::outgoing(req, ids.as_ref(), l.flags, l.originate));
         let route = req
             .extensions()
             .get::<RouteInfo>()

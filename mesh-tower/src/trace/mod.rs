@@ -321,7 +321,7 @@ fn combined_tracestate(headers: &http::HeaderMap) -> Option<TraceState> {
 /// already has a `traceparent`: continues the [`TraceContext`] extension if
 /// there is one, else starts a new trace with `new_flags`.
 pub fn inject<B>(request: &mut http::Request<B>, ids: &dyn IdGenerator, new_flags: TraceFlags) {
-    if let Some(outgoing) = outgoing(request, ids, new_flags) {
+    if let Some(outgoing) = outgoing(request, ids, new_flags, true) {
         outgoing.set(request.headers_mut());
     }
 }
@@ -334,25 +334,27 @@ pub(crate) struct Outgoing {
 }
 
 /// What [`inject`] would set on `request`; `None` when it has its own
-/// `traceparent`.
+/// `traceparent`, or no trace context and `originate` is off.
 pub(crate) fn outgoing<B>(
     request: &http::Request<B>,
     ids: &dyn IdGenerator,
     new_flags: TraceFlags,
+    originate: bool,
 ) -> Option<Outgoing> {
     if request.headers().contains_key(TRACEPARENT) {
         return None;
     }
-    Some(match request.extensions().get::<TraceContext>() {
-        Some(ctx) => Outgoing {
+    match request.extensions().get::<TraceContext>() {
+        Some(ctx) => Some(Outgoing {
             parent: ctx.parent.child(ids),
             state: ctx.state.clone(),
-        },
-        None => Outgoing {
+        }),
+        None if originate => Some(Outgoing {
             parent: TraceParent::new_root(ids, new_flags),
             state: None,
-        },
-    })
+        }),
+        None => None,
+    }
 }
 
 impl Outgoing {

@@ -25,6 +25,7 @@ fn reads_every_variable() {
         ("MESH_TLS_KEY", "k.pem"),
         ("MESH_TLS_CA", "ca.pem"),
         ("MESH_TLS_MODE", "permissive"),
+        ("MESH_TRACE", "propagate"),
         ("MESH_LISTEN", "127.0.0.1:8080"),
         ("MESH_METRICS_ADDR", "[::1]:9090"),
         ("GRPC_XDS_BOOTSTRAP", "/b.json"),
@@ -46,6 +47,7 @@ fn reads_every_variable() {
     );
     assert_eq!(env.control_plane.as_deref(), Some("http://127.0.0.1:15010"));
     assert_eq!(env.tls_mode, Some(TlsMode::Permissive));
+    assert_eq!(env.trace, Some(TraceMode::Propagate));
     assert_eq!(env.tls_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
     assert_eq!(env.listen, Some("127.0.0.1:8080".parse().unwrap()));
     assert_eq!(env.metrics_addr, Some("[::1]:9090".parse().unwrap()));
@@ -78,6 +80,7 @@ fn every_bad_variable_is_named() {
         ("MESH_DNS_SERVER", "dns.google"),
         ("MESH_SERVICE", "Bad Name"),
         ("MESH_CONTROL_PLANE", "127.0.0.1:15010"),
+        ("MESH_TRACE", "always"),
     ]))
     .unwrap_err();
     assert_eq!(e.origin, "environment");
@@ -92,6 +95,10 @@ fn every_bad_variable_is_named() {
         ("MESH_DNS_SERVER", "not `ip` or `ip:port`"),
         ("MESH_SERVICE", "not a service name"),
         ("MESH_CONTROL_PLANE", "not a URL"),
+        (
+            "MESH_TRACE",
+            "unknown trace mode `always`; one of originate, propagate, off",
+        ),
     ] {
         let err = e
             .at(var)
@@ -99,7 +106,7 @@ fn every_bad_variable_is_named() {
         assert!(err.message.contains(fragment), "{var}: {err}");
         assert_eq!(err.kind, ConfigErrorKind::Environment);
     }
-    assert_eq!(e.errors.len(), 7);
+    assert_eq!(e.errors.len(), 8);
     assert!(
         e.to_string()
             .contains("environment: MESH_LISTEN: `8080` is not an ip:port"),
