@@ -39,14 +39,21 @@ struct Parts {
 
 fn client(service: &str, behave: fn(u16) -> Behaviour) -> (FusedClient<Upstream>, Arc<AtomicU32>) {
     let p = parts(service, behave);
-    let client = FusedClient::new(
-        p.upstream,
-        p.metrics,
-        p.routes,
-        RetryLayer::new(None).seed(7),
-        p.pool,
-    );
-    (client, p.calls)
+    let (upstream, calls) = (p.upstream.clone(), p.calls.clone());
+    (p.over(upstream), calls)
+}
+
+impl Parts {
+    /// The fused client of these parts over `upstream`.
+    fn over(self, upstream: Upstream) -> FusedClient<Upstream> {
+        FusedClient::new(
+            upstream,
+            self.metrics,
+            self.routes,
+            RetryLayer::new(None).seed(7),
+            self.pool,
+        )
+    }
 }
 
 fn parts(service: &str, behave: fn(u16) -> Behaviour) -> Parts {
@@ -363,13 +370,7 @@ async fn every_attempt_carries_the_calls_traceparent() {
         };
         std::future::ready(Ok::<_, BoxError>(resp))
     });
-    let client = FusedClient::new(
-        BoxCloneSyncService::new(upstream),
-        p.metrics,
-        p.routes,
-        RetryLayer::new(None).seed(7),
-        p.pool,
-    );
+    let client = p.over(BoxCloneSyncService::new(upstream));
     let mut retried = 0;
     for _ in 0..20 {
         seen.lock().unwrap().clear();
@@ -417,6 +418,8 @@ async fn a_retry_carries_the_callers_head_and_body() {
     let upstream = tower::service_fn(move |req: Request<MeshBody>| {
         let log = log.clone();
         async move {
+            // Each attempt sets its own, once.
+            assert_eq!(req.headers().get_all("traceparent").iter().count(), 1);
             let port = req.uri().port_u16().unwrap_or(0);
             let method = req.method().to_string();
             let path = req.uri().path().to_owned();
@@ -439,13 +442,7 @@ async fn a_retry_carries_the_callers_head_and_body() {
             Ok::<_, BoxError>(resp)
         }
     });
-    let client = FusedClient::new(
-        BoxCloneSyncService::new(upstream),
-        p.metrics,
-        p.routes,
-        RetryLayer::new(None).seed(7),
-        p.pool,
-    );
+    let client = p.over(BoxCloneSyncService::new(upstream));
     let mut retried = 0;
     for _ in 0..20 {
         seen.lock().unwrap().clear();

@@ -120,21 +120,15 @@ impl MetricsLayer {
     /// request's own [`TraceContext`](trace::TraceContext);
     /// [`Off`](TraceMode::Off) is [`without_trace`](Self::without_trace).
     pub fn trace_mode(self, mode: TraceMode) -> MetricsLayer {
-        match mode {
-            TraceMode::Originate => self.edit(|s| {
-                s.originate = true;
-                if s.ids.is_none() {
-                    s.ids = Some(Arc::new(RandomIds));
-                }
-            }),
-            TraceMode::Propagate => self.edit(|s| {
-                s.originate = false;
-                if s.ids.is_none() {
-                    s.ids = Some(Arc::new(RandomIds));
-                }
-            }),
-            TraceMode::Off => self.without_trace(),
+        if mode == TraceMode::Off {
+            return self.without_trace();
         }
+        self.edit(|s| {
+            s.originate = mode == TraceMode::Originate;
+            if s.ids.is_none() {
+                s.ids = Some(Arc::new(RandomIds));
+            }
+        })
     }
 }
 

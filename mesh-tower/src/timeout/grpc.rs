@@ -185,14 +185,16 @@ mod tests {
         }
     }
 
+    /// A gRPC call's request, without a `grpc-timeout`.
+    fn grpc() -> http::Request<()> {
+        http::Request::post("/helloworld.Greeter/SayHello")
+            .header("content-type", "application/grpc+proto")
+            .body(())
+            .unwrap()
+    }
+
     #[test]
     fn a_grpc_request_gets_the_header_and_plain_http_does_not() {
-        let grpc = || {
-            http::Request::post("/helloworld.Greeter/SayHello")
-                .header("content-type", "application/grpc+proto")
-                .body(())
-                .unwrap()
-        };
         let mut req = grpc();
         refresh(&mut req, Some(Duration::from_millis(250)));
         assert_eq!(req.headers()[GRPC_TIMEOUT], "250000u");
@@ -215,12 +217,6 @@ mod tests {
 
     #[test]
     fn one_off_values_are_never_indexed() {
-        let grpc = || {
-            http::Request::post("/helloworld.Greeter/SayHello")
-                .header("content-type", "application/grpc")
-                .body(())
-                .unwrap()
-        };
         // A configured timeout repeats: HPACK may index it.
         let mut req = grpc();
         refresh(&mut req, Some(Duration::from_millis(1500)));
