@@ -334,7 +334,7 @@ where
         // for a retry then, if the body replays. (Below that, a refusal
         // fails the request; the retry policy may send it again.)
         let proven = claim.conn.proven.load(Ordering::Relaxed);
-        let (req, copy) = if claim.before >= proven.max(1) && req.body().is_buffered() {
+        let (mut req, copy) = if claim.before >= proven.max(1) && req.body().is_buffered() {
             let (parts, body) = req.into_parts();
             let copy = body
                 .try_clone()
@@ -343,7 +343,6 @@ where
         } else {
             (req, None)
         };
-        let mut req = req;
         let primed = claim.conn.primed.load(Ordering::Relaxed);
         if primed & PRIMED != PRIMED && primed >> PRIME_COUNT_SHIFT < PRIME_TRIES {
             prime(&mut req, &claim.conn.primed, primed);
