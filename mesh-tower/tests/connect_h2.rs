@@ -325,3 +325,78 @@ async fn a_request_dropped_while_its_connection_opens_does_not_block_the_next() 
     );
     drop(server);
 }
+
+/// A raw h2 server that reads each request's whole body, then answers with
+/// it in four DATA frames 100 ms apart; counts connections that ended.
+async fn slow_echo_server() -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let c = closed.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(tcp).await.unwrap();
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        let mut got = Vec::new();
+                        while let Some(chunk) = body.data().await {
+                            let chunk = chunk.unwrap();
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            got.extend_from_slice(&chunk);
+                        }
+                        let mut send = respond.send_response(Response::new(()), false).unwrap();
+                        let quarter = got.len().div_ceil(4).max(1);
+                        let parts: Vec<Bytes> =
+                            got.chunks(quarter).map(Bytes::copy_from_slice).collect();
+                        let last = parts.len().saturating_sub(1);
+                        for (i, part) in parts.into_iter().enumerate() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            send.send_data(part, i == last).unwrap();
+                        }
+                    });
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, closed, task)
+}
+
+/// What hyper spawns per connection and per request (the connection's I/O,
+/// the body sent after the headers, the wait for the response) runs in the
+/// connection's own task: a request body reaches the server, and a response
+/// body still streaming when the idle connection leaves the pool arrives
+/// whole; the connection closes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_streaming_past_the_idle_timeout_arrives_whole_then_the_connection_closes() {
+    let (addr, closed, server) = slow_echo_server().await;
+    let config = ConnectConfig {
+        pool_idle_timeout: Duration::from_millis(50),
+        ..ConnectConfig::default()
+    };
+    let connector = Connector::new(Protocol::Http2, &config);
+    let sent = Bytes::from(vec![b'm'; 64 * 1024]);
+    let mut req = Request::post("http://news/echo")
+        .body(MeshBody::full(sent.clone()))
+        .unwrap();
+    set_endpoint(&mut req, &authority(addr).unwrap());
+    let response = connector.oneshot(req).await.unwrap();
+    // The head is in: the connection is idle from here, and is dropped from
+    // the pool after 50 ms while the body still takes ~400 ms.
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, sent);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while closed.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        1,
+        "the idle connection closed"
+    );
+    server.abort();
+}

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,6 +14,14 @@ use tokio::net::TcpListener;
 
 /// The response body.
 pub const BODY: &[u8] = b"hello world";
+
+/// Connections the server (all its listeners) has accepted so far.
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+/// Connections accepted so far, by every server of this process.
+pub fn accepted() -> u64 {
+    ACCEPTED.load(Ordering::Relaxed)
+}
 
 /// A running server: its listeners' addresses; its runtime lives on its own
 /// threads (named `bench-server`) until the process ends.
@@ -31,6 +40,7 @@ async fn accept_loop(listener: TcpListener) {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let service = hyper::service::service_fn(handle);

@@ -149,6 +149,8 @@ struct Totals {
     sidecar_cpu: f64,
     rss: u64,
     sidecar_rss: u64,
+    /// Connections the server accepted during this mode's rounds.
+    accepted: u64,
 }
 
 impl Totals {
@@ -354,7 +356,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                     procfs::threads_cpu("bench-server", false),
                     sidecar_cpu(e),
                 );
+                let a0 = server::accepted();
                 let r = load::run(target, args.concurrency, args.duration).await;
+                totals.accepted += server::accepted() - a0;
                 totals.client_cpu += procfs::threads_cpu("bench-client", true) - c0;
                 totals.server_cpu += procfs::threads_cpu("bench-server", false) - s0;
                 if *mode == Mode::Envoy {
@@ -494,7 +498,7 @@ fn print_table(proto: &str, per_mode: &[(Mode, Target, Totals)], ratios: &Value,
         args.concurrency, args.rounds, args.duration, args.workers, args.server_workers
     );
     println!(
-        "{:<6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>10} {:>8} {:>10}",
+        "{:<6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>10} {:>8} {:>10} {:>6}",
         "mode",
         "req/s",
         "p50 us",
@@ -505,12 +509,13 @@ fn print_table(proto: &str, per_mode: &[(Mode, Target, Totals)], ratios: &Value,
         "server s",
         "sidecars s",
         "RSS MB",
-        "envoys MB"
+        "envoys MB",
+        "conns"
     );
     for (mode, _, t) in per_mode {
         let n = t.latencies.len().max(1) as f64;
         println!(
-            "{:<6} {:>9.0} {:>8} {:>8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>10.2} {:>8.1} {:>10.1}",
+            "{:<6} {:>9.0} {:>8} {:>8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>10.2} {:>8.1} {:>10.1} {:>6}",
             mode.name(),
             t.rps(),
             t.p(0.5),
@@ -521,7 +526,8 @@ fn print_table(proto: &str, per_mode: &[(Mode, Target, Totals)], ratios: &Value,
             t.server_cpu,
             t.sidecar_cpu,
             t.rss as f64 / 1_048_576.0,
-            t.sidecar_rss as f64 / 1_048_576.0
+            t.sidecar_rss as f64 / 1_048_576.0,
+            t.accepted
         );
     }
     // The tail in more detail (where a p99 difference comes from).

@@ -31,13 +31,15 @@
 //!
 //! The hot path takes one short `parking_lot` lock per request on the
 //! authority's set (never across an await) and a read lock on the map of
-//! sets.
+//! sets. What hyper spawns for a connection (its I/O, and per request the
+//! wait for the response and the body's sending) runs in the connection's
+//! own task, not in tasks of its own ([`h2exec`](super::h2exec)).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -50,6 +52,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::h2exec::{ConnExecutor, Driver};
 use super::sniff::{Learned, Sniff};
 use super::{BoxFuture as SendFuture, ConnectError};
 use crate::body::MeshBody;
@@ -63,31 +66,9 @@ pub(crate) struct PoolConfig {
     pub(crate) handshake_timeout: Duration,
 }
 
-/// Spawns hyper's HTTP/2 futures boxed.
-///
-/// hyper spawns one future per request (waiting for its response), of an
-/// enum as large as its biggest variant: the connection's own task, codec
-/// buffers and all. Spawned by value, that whole size is copied into the
-/// task and again each time the task's stage changes; boxed, it is copied
-/// once and the task holds a pointer (as hyper-util's own client does).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BoxingExecutor;
-
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        let fut: Pin<Box<dyn Future<Output = F::Output> + Send>> = Box::pin(fut);
-        tokio::spawn(fut);
-    }
-}
-
 /// Per-authority sets of HTTP/2 connections made by `C` (TCP or TLS).
 pub(crate) struct H2Pool<C> {
     connect: C,
-    builder: Builder<BoxingExecutor>,
     config: PoolConfig,
     sets: Arc<Sets>,
     /// The last `Host` value turned into an `:authority`, and that
@@ -237,11 +218,8 @@ where
     C: super::Transport,
 {
     pub(crate) fn new(connect: C, config: PoolConfig) -> Self {
-        let mut builder = Builder::new(BoxingExecutor);
-        builder.timer(TokioTimer::new());
         Self {
             connect,
-            builder,
             config,
             sets: Arc::new(RwLock::new(HashMap::default())),
             last_host: Mutex::new(None),
@@ -467,7 +445,12 @@ where
         let io = super::dial(&self.connect, authority).await?;
         let learned = Arc::new(Learned::default());
         let io = Sniff::new(io, Arc::clone(&learned));
-        let handshake = self.builder.handshake::<_, MeshBody>(io);
+        // Its own executor: what hyper spawns for this connection runs in
+        // the connection's task (see `h2exec`).
+        let exec = ConnExecutor::default();
+        let mut builder = Builder::new(exec.clone());
+        builder.timer(TokioTimer::new());
+        let handshake = builder.handshake::<_, MeshBody>(io);
         let (send, connection) = tokio::time::timeout(self.config.handshake_timeout, handshake)
             .await
             .map_err(|e| Box::new(e) as BoxError)??;
@@ -482,6 +465,7 @@ where
         });
         tokio::spawn(drive(
             connection,
+            Driver::new(&exec),
             Owner {
                 sets: Arc::downgrade(&self.sets),
                 authority: authority.clone(),
@@ -555,32 +539,45 @@ impl Owner {
     }
 }
 
-/// Runs a connection; drops it from its set when it ends or has been idle
-/// for `idle`. Holding only weak references, it lets the connection close
-/// once the set and the last request let go of it.
-async fn drive<F>(connection: F, owner: Owner, conn: Weak<Conn>, idle: Duration)
+/// Runs a connection: its dispatcher and the futures hyper spawned for it
+/// (its I/O, and per request the response and the body); drops it from
+/// its set when the dispatcher ends or has been idle for `idle`. Ends once
+/// the futures have too (responses still streaming their bodies). Holding
+/// only weak references, it lets the connection close once the set and
+/// the last request let go of it.
+async fn drive<F>(connection: F, mut driver: Driver, owner: Owner, conn: Weak<Conn>, idle: Duration)
 where
     F: std::future::Future,
 {
-    let mut connection = std::pin::pin!(connection);
-    let mut check = Instant::now() + idle;
+    // Dropped as soon as it ends: the connection's I/O future shuts the
+    // connection down once nothing that could send on it is left.
+    let mut connection = std::pin::pin!(Some(connection));
+    let mut check = std::pin::pin!(tokio::time::sleep(idle));
     let mut reaped = false;
-    loop {
-        tokio::select! {
-            _ = &mut connection => break,
-            () = tokio::time::sleep_until(check), if !reaped => {
-                match reap_if_idle(&owner, &conn, idle) {
-                    Ok(()) => reaped = true,
-                    Err(next) => check = next,
-                }
+    std::future::poll_fn(|cx| {
+        driver.begin(cx);
+        let dispatching = connection.is_some();
+        while dispatching && !reaped && check.as_mut().poll(cx).is_ready() {
+            match reap_if_idle(&owner, &conn, idle) {
+                Ok(()) => reaped = true,
+                Err(next) => check.as_mut().reset(next),
             }
         }
-    }
-    if let Some(conn) = conn.upgrade() {
-        // Ended before its first frame: stop waiting for it.
-        conn.learned.finish(None);
-        owner.remove(&conn);
-    }
+        let ended = (connection.as_mut().as_pin_mut()).is_some_and(|c| c.poll(cx).is_ready());
+        if ended {
+            connection.set(None);
+            if let Some(conn) = conn.upgrade() {
+                // Ended before its first frame: stop waiting for it.
+                conn.learned.finish(None);
+                owner.remove(&conn);
+            }
+        }
+        match driver.run(cx) {
+            Poll::Ready(()) if connection.is_none() => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
 }
 
 /// Removes `conn` from its set if idle for `idle`; else the next check time.

@@ -64,6 +64,7 @@ use crate::error::BoxError;
 #[cfg(test)]
 mod h1_tests;
 mod h1pool;
+mod h2exec;
 mod h2pool;
 mod sniff;
 #[cfg(test)]
