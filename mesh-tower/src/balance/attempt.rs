@@ -211,9 +211,9 @@ impl Drop for Attempt {
 }
 
 /// The pending end of an attempt whose gRPC status comes in the response's
-/// trailers: a response extension (see the [module docs](self)). Clones
-/// share one attempt; the first completion counts, and dropping the last
-/// clone uncompleted records the head's outcome (a success).
+/// trailers: a response extension. Clones share one attempt; the first
+/// completion counts, and dropping the last clone uncompleted records the
+/// head's outcome (a success).
 #[derive(Clone)]
 pub struct LateOutcome(Arc<LateInner>);
 

@@ -89,7 +89,7 @@ impl Bindable for Counter<u64> {
     }
 }
 
-/// One instrument's bound series, by key; see the [module docs](self).
+/// One instrument's bound series, by key.
 pub struct SeriesCache<K, I: Bindable> {
     instrument: I,
     map: ArcSwap<HashMap<K, I::Bound, RandomState>>,

@@ -26,7 +26,7 @@
 //!
 //! Route templates and callers are formatted once, and the histogram is
 //! bound per (route, method, status, caller) series in the layer's
-//! [`SeriesCache`](crate::metrics::SeriesCache): recording a request makes
+//! [`SeriesCache`]: recording a request makes
 //! the SDK hash no attributes.
 //!
 //! ```
