@@ -21,6 +21,14 @@ use mesh_tower::ext::{Attempts, ServedBy};
 use tonic::Code;
 use tower::ServiceExt;
 
+/// A mesh with one `greeter` gRPC service over `addrs`, default policies.
+fn greeter_mesh(addrs: &[std::net::SocketAddr]) -> mesh_tower::Mesh {
+    mesh(&format!(
+        "services:\n  greeter:\n    protocol: grpc\n    endpoints: {}\n",
+        endpoints(addrs)
+    ))
+}
+
 fn hello(name: &str) -> tonic::Request<HelloRequest> {
     tonic::Request::new(HelloRequest {
         name: name.to_string(),
@@ -163,10 +171,7 @@ async fn a_trailers_only_error_is_classified_as_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_travels_as_grpc_timeout() {
     let s = server(Behaviour::Ok, 31).await;
-    let mesh = mesh(&format!(
-        "services:\n  greeter:\n    protocol: grpc\n    endpoints: {}\n",
-        endpoints(&[s.addr])
-    ));
+    let mesh = greeter_mesh(&[s.addr]);
     let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
     let timeout = Duration::from_millis(1500);
     let mut request = hello("x");
@@ -220,10 +225,7 @@ async fn a_service_timeout_travels_as_grpc_timeout_without_a_caller_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_is_deadline_exceeded() {
     let (addr, hole) = black_hole().await;
-    let mesh = mesh(&format!(
-        "services:\n  greeter:\n    protocol: grpc\n    endpoints: {}\n",
-        endpoints(&[addr])
-    ));
+    let mesh = greeter_mesh(&[addr]);
     let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
     let mut request = hello("x");
     request.set_timeout(Duration::from_millis(100));
@@ -307,10 +309,7 @@ async fn every_attempt_carries_its_own_time_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_extensions_reach_the_mesh() {
     let server = server(Behaviour::Ok, 1).await;
-    let mesh = mesh(&format!(
-        "services:\n  greeter:\n    protocol: grpc\n    endpoints: {}\n",
-        endpoints(&[server.addr])
-    ));
+    let mesh = greeter_mesh(&[server.addr]);
     let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
     let cell = mesh_tower::ext::AttemptEndpoint::new();
     let mut request = hello("x");

@@ -134,42 +134,49 @@ mod tests {
         done.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A task polling `driver` as a connection's task does.
+    fn spawn(mut driver: Driver) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            driver.begin(cx);
+            driver.run(cx)
+        }))
+    }
+
+    /// Waits for the driver's task to end (once its futures have).
+    async fn ends(drive: tokio::task::JoinHandle<()>) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), drive)
+            .await
+            .expect("the driver ends once its futures have")
+            .expect("no panic");
+    }
+
     #[tokio::test]
     async fn queued_futures_run_in_the_driving_task_until_done() {
         let exec = ConnExecutor::default();
-        let mut driver = Driver::new(&exec);
+        let driver = Driver::new(&exec);
         let gate = Arc::new(tokio::sync::Notify::new());
         let done = Arc::new(AtomicUsize::new(0));
         exec.execute(gated(gate.clone(), done.clone()));
         exec.execute(gated(gate.clone(), done.clone()));
-        let drive = tokio::spawn(std::future::poll_fn(move |cx| {
-            driver.begin(cx);
-            driver.run(cx)
-        }));
+        let drive = spawn(driver);
         // Queued before the driver ran: both wait at the gate.
         tokio::task::yield_now().await;
         assert_eq!(done.load(Ordering::SeqCst), 0);
         assert!(!drive.is_finished());
         gate.notify_waiters();
-        tokio::time::timeout(std::time::Duration::from_secs(5), drive)
-            .await
-            .expect("the driver ends once its futures have")
-            .expect("no panic");
+        ends(drive).await;
         assert_eq!(done.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
     async fn a_future_queued_from_another_task_wakes_the_driver() {
         let exec = ConnExecutor::default();
-        let mut driver = Driver::new(&exec);
+        let driver = Driver::new(&exec);
         let gate = Arc::new(tokio::sync::Notify::new());
         let done = Arc::new(AtomicUsize::new(0));
         // One future keeps the driver alive.
         exec.execute(gated(gate.clone(), done.clone()));
-        let drive = tokio::spawn(std::future::poll_fn(move |cx| {
-            driver.begin(cx);
-            driver.run(cx)
-        }));
+        let drive = spawn(driver);
         tokio::task::yield_now().await;
         // Queued while the driver sleeps: it must wake to run it.
         let ran = Arc::new(AtomicUsize::new(0));
@@ -185,10 +192,7 @@ mod tests {
         .await
         .expect("the late future ran");
         gate.notify_waiters();
-        tokio::time::timeout(std::time::Duration::from_secs(5), drive)
-            .await
-            .expect("the driver ends")
-            .expect("no panic");
+        ends(drive).await;
         assert_eq!(done.load(Ordering::SeqCst), 1);
     }
 }
