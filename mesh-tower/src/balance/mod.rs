@@ -243,7 +243,7 @@ pub(crate) struct AttemptPlan<'a> {
 pub(crate) fn start<S, B, RB>(
     pool: &Arc<PoolShared>,
     inner: &mut S,
-    mut req: Request<B>,
+    req: Request<B>,
     plan: &AttemptPlan<'_>,
     later: impl FnOnce() -> Option<AttemptEndpoint>,
 ) -> (ResponseFuture<S::Future, RB>, Option<std::net::SocketAddr>)
@@ -276,9 +276,16 @@ where
             attempt.set_timeout_at(timeout_at);
             attempt.observe(plan.observer, req.extensions());
             note_endpoint(&req, &attempt);
-            crate::connect::set_endpoint_known(&mut req, &attempt.entry.authority, &shared.host);
             let endpoint = attempt.address();
-            let future = ResponseFuture::attempt(inner.call(req), attempt, permit);
+            let future = match crate::connect::dispatch(
+                inner,
+                req,
+                &attempt.entry.authority,
+                &shared.host,
+            ) {
+                Ok(call) => ResponseFuture::attempt(call, attempt, permit),
+                Err(e) => ResponseFuture::failed(e),
+            };
             (future, Some(endpoint))
         }
         Ok(None) => {
@@ -298,14 +305,15 @@ where
                     cell.set(attempt.address());
                 }
                 note_endpoint(&req, &attempt);
-                crate::connect::set_endpoint_known(
-                    &mut req,
-                    &attempt.entry.authority,
-                    &shared.host,
-                );
                 let mut inner = inner;
                 let result = match inner.ready().await {
-                    Ok(svc) => svc.call(req).await,
+                    Ok(svc) => {
+                        let (endpoint, host) = (&attempt.entry.authority, &shared.host);
+                        match crate::connect::dispatch(svc, req, endpoint, host) {
+                            Ok(call) => call.await,
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 };
                 attempt.finish(result)

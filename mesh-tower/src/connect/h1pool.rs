@@ -49,7 +49,7 @@ use hyper::client::conn::http1::{Builder, SendRequest};
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::{BoxFuture as SendFuture, ConnectError, NoAuthority};
+use super::{BoxFuture as SendFuture, ConnectError, KnownHost, NoAuthority};
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
@@ -199,6 +199,37 @@ where
             let err: BoxError = Box::new(NoAuthority(req.uri().clone()));
             return Box::pin(std::future::ready(Err(err)));
         };
+        self.send_at(req, authority)
+    }
+
+    /// Sends `req` to `endpoint` as [`send`](Self::send) would once the
+    /// balancer had pointed it there: the URI's authority goes to `Host`
+    /// (unless there is one) and the URI to origin form, without passing
+    /// through the endpoint's URI on the way.
+    pub(crate) fn send_to(
+        self: &Arc<Self>,
+        mut req: Request<MeshBody>,
+        endpoint: &Authority,
+        host: &KnownHost,
+    ) -> SendFuture {
+        if req.method() != Method::CONNECT
+            && let Some(authority) = req.uri().authority().cloned()
+        {
+            super::authority_to_host(&mut req, &authority, Some(host));
+            let pq = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(pq);
+            return self.send_at(req, endpoint.clone());
+        }
+        super::set_endpoint_known(&mut req, endpoint, host);
+        self.send(req)
+    }
+
+    /// Sends `req`, in origin form, to `authority`.
+    fn send_at(self: &Arc<Self>, req: Request<MeshBody>, authority: Authority) -> SendFuture {
         let endpoint = self.endpoint(&authority);
         let pool = Arc::clone(self);
         let Some((mut send, conn)) = endpoint.pop() else {

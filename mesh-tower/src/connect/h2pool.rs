@@ -43,7 +43,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use http::header::HOST;
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
@@ -54,7 +54,7 @@ use tokio::time::Instant;
 
 use super::h2exec::{ConnExecutor, Driver};
 use super::sniff::{Learned, Sniff};
-use super::{BoxFuture as SendFuture, ConnectError};
+use super::{BoxFuture as SendFuture, ConnectError, KnownHost};
 use crate::body::MeshBody;
 use crate::error::BoxError;
 
@@ -286,6 +286,34 @@ where
             let err: BoxError = Box::new(NoAuthority(req.uri().clone()));
             return Box::pin(std::future::ready(Err(err)));
         };
+        self.send_at(req, authority)
+    }
+
+    /// Sends `req` to `endpoint` as [`send`](Self::send) would once the
+    /// balancer had pointed it there: a request with its own `http`
+    /// authority and path and no `Host` (a mesh client's request naming its
+    /// service) goes as it is; any other takes the long way.
+    pub(crate) fn send_to(
+        self: &Arc<Self>,
+        mut req: Request<MeshBody>,
+        endpoint: &Authority,
+        host: &KnownHost,
+    ) -> SendFuture {
+        let uri = req.uri();
+        if uri.scheme() == Some(&Scheme::HTTP)
+            && uri.authority().is_some()
+            && uri.path_and_query().is_some()
+            && !req.headers().contains_key(HOST)
+        {
+            return self.send_at(req, endpoint.clone());
+        }
+        super::set_endpoint_known(&mut req, endpoint, host);
+        self.send(req)
+    }
+
+    /// Sends `req`, whose URI is as it goes on the wire, on `authority`'s
+    /// set.
+    fn send_at(self: &Arc<Self>, req: Request<MeshBody>, authority: Authority) -> SendFuture {
         let set = self.set(&authority);
         let pool = Arc::clone(self);
         let claimed = set.state.lock().pick();

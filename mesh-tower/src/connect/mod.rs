@@ -6,8 +6,10 @@
 //! service name, `news-service`) in the `Host` header. Over HTTP/2 the
 //! authority travels as `:authority` and no `Host` may differ from it, so
 //! the HTTP/2 pool puts it back into the URI and drops `Host`: servers see
-//! the service's name either way. What is left is to send it over a pooled
-//! connection:
+//! the service's name either way. (The balancer tells the mesh's own
+//! [`Connector`] the endpoint beside the request instead, and the request
+//! goes straight to the form it takes on the wire; what is sent is the
+//! same.) What is left is to send it over a pooled connection:
 //!
 //! - TCP from an [`HttpConnector`] with `TCP_NODELAY` and a connect
 //!   timeout; connections are pooled per endpoint address (the pool key is
@@ -255,6 +257,29 @@ impl tower::Service<Request<MeshBody>> for Connector {
 }
 
 impl Connector {
+    /// Sends `req` to `endpoint`, as [`set_endpoint_known`] and then
+    /// [`send`](Self::send) would, without rewriting what the pool would
+    /// undo: over HTTP/2 a request naming its service with no `Host` keeps
+    /// its URI as it is (its authority becomes `:authority`); over
+    /// HTTP/1.1 the authority goes to `Host` and the URI straight to
+    /// origin form.
+    pub(crate) fn send_to(
+        &self,
+        req: Request<MeshBody>,
+        endpoint: &Authority,
+        host: &KnownHost,
+    ) -> ResponseFuture {
+        ResponseFuture {
+            inner: match &self.client {
+                Inner::Plain(pool) => pool.send_to(req, endpoint, host),
+                Inner::Tls(pool) => pool.send_to(req, endpoint, host),
+                Inner::H2Plain(pool) => pool.send_to(req, endpoint, host),
+                Inner::H2Tls(pool) => pool.send_to(req, endpoint, host),
+                Inner::Live(slot) => return slot.load().send_to(req, endpoint, host),
+            },
+        }
+    }
+
     fn send(&self, req: Request<MeshBody>) -> ResponseFuture {
         // One allocation per request: hyper's send futures cannot be named.
         ResponseFuture {
@@ -367,22 +392,32 @@ pub(crate) fn set_endpoint_known<B>(req: &mut Request<B>, endpoint: &Authority, 
     point_at(req, endpoint, Some(host));
 }
 
+/// `authority` as a `Host` value: the balancer's ready copy when it names
+/// the balancer's own service.
+fn host_value(authority: &Authority, known: Option<&KnownHost>) -> Option<HeaderValue> {
+    match known {
+        Some(KnownHost {
+            name,
+            value: Some(v),
+        }) if **name == *authority.as_str() => Some(v.clone()),
+        _ => HeaderValue::from_str(authority.as_str()).ok(),
+    }
+}
+
+/// Moves `authority` to the `Host` header, unless `req` has one.
+fn authority_to_host<B>(req: &mut Request<B>, authority: &Authority, known: Option<&KnownHost>) {
+    if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(HOST)
+        && let Some(value) = host_value(authority, known)
+    {
+        slot.insert(value);
+    }
+}
+
 fn point_at<B>(req: &mut Request<B>, endpoint: &Authority, known: Option<&KnownHost>) {
     let original = std::mem::take(req.uri_mut());
     let mut parts = original.into_parts();
-    if let Some(authority) = parts.authority.take()
-        && let http::header::Entry::Vacant(slot) = req.headers_mut().entry(HOST)
-    {
-        let value = match known {
-            Some(KnownHost {
-                name,
-                value: Some(v),
-            }) if **name == *authority.as_str() => Some(v.clone()),
-            _ => HeaderValue::from_str(authority.as_str()).ok(),
-        };
-        if let Some(value) = value {
-            slot.insert(value);
-        }
+    if let Some(authority) = parts.authority.take() {
+        authority_to_host(req, &authority, known);
     }
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(endpoint.clone());
@@ -393,6 +428,62 @@ fn point_at<B>(req: &mut Request<B>, endpoint: &Authority, known: Option<&KnownH
         *req.uri_mut() = uri;
     }
 }
+
+/// Calls `inner` with `req` for the balancer's pick, `endpoint`.
+///
+/// Any service gets the request pointed at the endpoint
+/// ([`set_endpoint`]'s contract). The mesh's own [`Connector`] is told the
+/// endpoint beside the request instead ([`Connector::send_to`]): pointing
+/// the URI at the endpoint and moving the service's name to `Host`, for the
+/// HTTP/2 pool to move it back, is a third of what the mesh adds to an
+/// HTTP/2 request. Which one `S` is, is a type comparison the compiler
+/// resolves per instantiation, as axum does for its bodies.
+///
+/// The error is never expected: it is what a request lost between the two
+/// type checks would get instead of a panic.
+pub(crate) fn dispatch<S, B>(
+    inner: &mut S,
+    req: Request<B>,
+    endpoint: &Authority,
+    host: &KnownHost,
+) -> Result<S::Future, BoxError>
+where
+    S: tower::Service<Request<B>> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    let mut req = Some(req);
+    if let Some(connector) = (inner as &mut dyn std::any::Any).downcast_mut::<Connector>()
+        && let Some(own) = take_as::<_, Request<MeshBody>>(&mut req)
+    {
+        let mut future: Option<S::Future> = None;
+        let sent = connector.send_to(own, endpoint, host);
+        if let Some(slot) =
+            (&mut future as &mut dyn std::any::Any).downcast_mut::<Option<ResponseFuture>>()
+        {
+            *slot = Some(sent);
+        }
+        return future.ok_or_else(|| Box::new(DispatchLost) as BoxError);
+    }
+    let Some(mut req) = req else {
+        return Err(Box::new(DispatchLost));
+    };
+    point_at(&mut req, endpoint, Some(host));
+    Ok(inner.call(req))
+}
+
+/// Takes the value out of `slot` when `T` is `U`; leaves it otherwise.
+fn take_as<T: 'static, U: 'static>(slot: &mut Option<T>) -> Option<U> {
+    (slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+}
+
+/// A request the connector fast path lost (see [`dispatch`]): never
+/// expected.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: the request was lost on its way to the connector")]
+pub(crate) struct DispatchLost;
 
 /// The URI authority of an endpoint address (`10.0.0.1:80`, `[::1]:80`).
 pub fn authority(addr: std::net::SocketAddr) -> Option<Authority> {

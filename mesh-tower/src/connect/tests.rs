@@ -182,3 +182,92 @@ async fn http2_endpoints_leave_the_pool_when_their_connections_go() {
     assert_eq!(h2_authorities(&connector), 1);
     server.abort();
 }
+
+/// What the server sees of `uri` (with `host` as a `Host` header) sent to
+/// it through `dispatch`, and through the balancer's documented contract
+/// (`set_endpoint_known`, then the connector as a plain service).
+async fn both_ways(
+    connector: &Connector,
+    addr: SocketAddr,
+    uri: &str,
+    host: Option<&str>,
+) -> (String, String) {
+    let known = KnownHost::new(std::sync::Arc::from("news-service"));
+    let endpoint = authority(addr).unwrap();
+    let request = || {
+        let mut builder = Request::get(uri);
+        if let Some(host) = host {
+            builder = builder.header(HOST, host);
+        }
+        builder.body(MeshBody::empty()).unwrap()
+    };
+    let text = |response: Response<Incoming>| async move {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let mut direct = connector.clone();
+    let fast = dispatch(&mut direct, request(), &endpoint, &known)
+        .unwrap()
+        .await
+        .unwrap();
+    let mut req = request();
+    set_endpoint_known(&mut req, &endpoint, &known);
+    let slow = connector.clone().oneshot(req).await.unwrap();
+    (text(fast).await, text(slow).await)
+}
+
+#[tokio::test]
+async fn the_connector_told_the_endpoint_sends_what_a_pointed_request_would() {
+    let (addr, server) = server().await;
+    let cases = [
+        ("http://news-service/a/b?c=1", None, "news-service /a/b?c=1"),
+        ("http://news-service", None, "news-service /"),
+        ("http://other:8080/x", None, "other:8080 /x"),
+        ("https://news-service/s", None, "news-service /s"),
+        ("http://news-service/h", Some("explicit"), "explicit /h"),
+        ("/only/path", None, "{endpoint} /only/path"),
+        ("/only/path", Some("explicit"), "explicit /only/path"),
+    ];
+    for protocol in [Protocol::Http, Protocol::Http2] {
+        let connector = Connector::new(protocol, &ConnectConfig::default());
+        let version = if protocol == Protocol::Http {
+            "HTTP/1.1"
+        } else {
+            "HTTP/2.0"
+        };
+        for (uri, host, seen) in cases {
+            let (fast, slow) = both_ways(&connector, addr, uri, host).await;
+            let seen = seen.replace("{endpoint}", &addr.to_string());
+            assert_eq!(
+                fast,
+                format!("{version} {seen} "),
+                "{protocol:?} {uri} {host:?}"
+            );
+            assert_eq!(fast, slow, "{protocol:?} {uri} {host:?}");
+        }
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn any_other_service_is_called_with_the_request_pointed_at_the_endpoint() {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let mut service = tower::service_fn(move |req: Request<MeshBody>| {
+        let host = req.headers().get(HOST).cloned();
+        record.lock().push((req.uri().clone(), host));
+        std::future::ready(Ok::<_, BoxError>(Response::new(())))
+    });
+    let known = KnownHost::new(std::sync::Arc::from("news-service"));
+    let endpoint = Authority::from_static("10.0.0.1:80");
+    let req = Request::get("http://news-service/a")
+        .body(MeshBody::empty())
+        .unwrap();
+    dispatch(&mut service, req, &endpoint, &known)
+        .unwrap()
+        .await
+        .unwrap();
+    let seen = seen.lock();
+    assert_eq!(seen[0].0, "http://10.0.0.1:80/a");
+    assert_eq!(seen[0].1.as_ref().unwrap(), "news-service");
+}
