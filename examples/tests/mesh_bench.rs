@@ -55,6 +55,7 @@ fn a_short_run_reports_every_mode_and_ratio() {
             served(&json, proto, mode);
         }
         assert!(json[proto].get("envoy").is_none(), "--no-envoy: {json}");
+        assert_eq!(json[proto]["mesh"]["endpoints"], 3, "{json}");
         for key in [
             "mesh_over_plain_rps",
             "mesh_over_plain_rps_median",
@@ -72,4 +73,44 @@ fn a_short_run_reports_every_mode_and_ratio() {
     for key in ["mesh_over_plain_rps", "mesh_over_balance_list_rps"] {
         ratio(&json, "grpc", key);
     }
+}
+
+#[test]
+fn the_mesh_can_balance_over_one_port_and_a_bad_count_is_refused() {
+    let mut cmd = common::command(env!("CARGO_BIN_EXE_mesh-bench"));
+    cmd.args([
+        "--json",
+        "--no-envoy",
+        "--protocol",
+        "http1",
+        "--mesh-endpoints",
+        "1",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "100ms",
+        "--rounds",
+        "1",
+        "--concurrency",
+        "4",
+    ]);
+    let (status, out) = common::run_bounded(cmd, Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{out}");
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap();
+    let json: Value = serde_json::from_str(line).expect("valid JSON");
+    served(&json, "http1", "mesh");
+    assert_eq!(json["http1"]["mesh"]["endpoints"], 1, "{json}");
+
+    // Refused before anything starts, naming the flag and the range.
+    let refused = common::command(env!("CARGO_BIN_EXE_mesh-bench"))
+        .args(["--mesh-endpoints", "4"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("--mesh-endpoints") && err.contains("1..=3"),
+        "{err}"
+    );
 }

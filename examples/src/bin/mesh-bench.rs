@@ -88,6 +88,12 @@ struct Args {
     /// tonic `Channel`, `Channel::balance_list`, `MeshChannel`).
     #[arg(long)]
     protocol: Option<String>,
+    /// How many of the server's three ports the mesh balances over: `1`
+    /// separates what the mesh's own stack does to the tail from what
+    /// spreading requests over several connections does (the latter
+    /// `plain_rr` shows without the mesh).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    mesh_endpoints: u8,
     /// Measure the memory of this many endpoints configured instead (N/10
     /// services x 10 endpoints).
     #[arg(long)]
@@ -262,7 +268,9 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
     let first = *addrs.first().ok_or("no listener")?;
     let (provider, exposition) = prometheus::pipeline(Some("mesh-bench"))?;
     let mesh = mesh_tower::Mesh::builder()
-        .config(mesh_config(addrs)?)
+        .config(mesh_config(
+            &addrs[..usize::from(args.mesh_endpoints).min(addrs.len())],
+        )?)
         .trace(args.trace)
         .metrics(Metrics::new(&provider.meter(mesh_tower::metrics::SCOPE)))
         .local_service("mesh-bench")
@@ -432,6 +440,7 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             "plain_over_mesh_client_cpu": round3(plain.cpu_per_request() / mesh_t.cpu_per_request().max(1e-12)),
         });
         let mut obj = json!({"plain": plain.json(), "mesh": mesh_t.json()});
+        obj["mesh"]["endpoints"] = json!(args.mesh_endpoints);
         if let Some(rr) = spread {
             obj["plain_rr"] = rr.json();
             let per_round = round_ratios(&mesh_t.round_rps, &rr.round_rps);
@@ -494,8 +503,13 @@ fn round3(x: f64) -> f64 {
 
 fn print_table(proto: &str, per_mode: &[(Mode, Target, Totals)], ratios: &Value, args: &Args) {
     println!(
-        "\n{proto}: concurrency {}, {} x {:?} rounds, client workers {}, server workers {}",
-        args.concurrency, args.rounds, args.duration, args.workers, args.server_workers
+        "\n{proto}: concurrency {}, {} x {:?} rounds, client workers {}, server workers {}, mesh endpoints {}",
+        args.concurrency,
+        args.rounds,
+        args.duration,
+        args.workers,
+        args.server_workers,
+        args.mesh_endpoints
     );
     println!(
         "{:<6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>10} {:>8} {:>10} {:>6}",
