@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use http::{HeaderMap, Request, Response};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Request, Response, Uri};
 use hyper::body::Incoming;
 use mesh_tower::balance::{LateOutcome, OnAttemptEnd};
 use mesh_tower::retry::DEFAULT_MAX_BUFFER;
@@ -33,10 +34,18 @@ use crate::status::from_error;
 /// [`Attempts`](mesh_tower::ext::Attempts), which tonic keeps in its
 /// `Response::extensions()`. Calls and attempts are measured per gRFC A66
 /// ([`metrics`](crate::metrics)).
+///
+/// Requests name the service as their `:authority`, as gRPC clients send
+/// their target's (a client given its own origin, `with_origin`, keeps
+/// it); the picked endpoint's address only chooses the connection.
 #[derive(Debug, Clone)]
 pub struct MeshChannel {
     client: MeshClient,
     service: Arc<str>,
+    /// The service's name as the requests' `:authority`, as gRPC clients
+    /// send their target's (tonic's generated clients send origin-form
+    /// URIs); `None` for a name that is no valid authority.
+    authority: Option<Authority>,
     metrics: Arc<ChannelMetrics>,
 }
 
@@ -60,9 +69,11 @@ impl MeshChannel {
     fn with_meter(client: MeshClient, meter: &opentelemetry::metrics::Meter) -> Self {
         let service: Arc<str> = Arc::from(client.service());
         let metrics = Arc::new(ChannelMetrics::new(meter, &service));
+        let authority = Authority::try_from(&*service).ok();
         Self {
             client,
             service,
+            authority,
             metrics,
         }
     }
@@ -111,6 +122,11 @@ impl Service<Request<Body>> for MeshChannel {
         {
             parts.extensions = http::Extensions::new();
         }
+        if parts.uri.authority().is_none()
+            && let Some(authority) = &self.authority
+        {
+            parts.uri = with_authority(&parts.uri, authority);
+        }
         let method = self.metrics.method(parts.uri.path());
         // The request's own timeout becomes the call's deadline, enforced
         // by the client's call timer (with the route's timeout, the
@@ -149,6 +165,19 @@ impl Service<Request<Body>> for MeshChannel {
             },
         }
     }
+}
+
+/// `uri` (origin form) as `http://<authority><path>`.
+fn with_authority(uri: &Uri, authority: &Authority) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
 /// What the call's end needs: its metrics, start and service.

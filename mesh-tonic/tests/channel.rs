@@ -169,6 +169,25 @@ async fn a_trailers_only_error_is_classified_as_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_name_the_service_as_their_authority() {
+    // As gRPC clients send their target's authority: the endpoint's
+    // address only picks the connection.
+    let s = server(Behaviour::Ok, 41).await;
+    let mesh = greeter_mesh(&[s.addr]);
+    let mut client = GreeterClient::new(mesh.grpc_channel("greeter"));
+    client.say_hello(hello("a")).await.unwrap();
+    // A client given its own origin keeps it.
+    let origin: http::Uri = format!("http://{}", s.addr).parse().unwrap();
+    let mut own = GreeterClient::with_origin(mesh.grpc_channel("greeter"), origin);
+    own.say_hello(hello("b")).await.unwrap();
+    let seen = s.authorities.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [Some("greeter".to_string()), Some(s.addr.to_string())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_travels_as_grpc_timeout() {
     let s = server(Behaviour::Ok, 31).await;
     let mesh = greeter_mesh(&[s.addr]);

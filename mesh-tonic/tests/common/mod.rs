@@ -100,6 +100,8 @@ pub struct Server {
     pub calls: Arc<AtomicUsize>,
     pub failures: Arc<AtomicUsize>,
     pub timeouts: Arc<Timeouts>,
+    /// The `:authority` of every request, as the server saw it.
+    pub authorities: Arc<std::sync::Mutex<Vec<Option<String>>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -118,8 +120,16 @@ pub async fn server(behaviour: Behaviour, seed: u64) -> Server {
         timeouts: timeouts.clone(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
+    let authorities = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = authorities.clone();
+    let record = tower::util::MapRequestLayer::new(move |req: http::Request<_>| {
+        let authority = req.uri().authority().map(|a| a.to_string());
+        seen.lock().unwrap().push(authority);
+        req
+    });
     tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(record)
             .add_service(GreeterServer::new(svc))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -133,6 +143,7 @@ pub async fn server(behaviour: Behaviour, seed: u64) -> Server {
         calls,
         failures,
         timeouts,
+        authorities,
         _stop: stop,
     }
 }
