@@ -435,9 +435,10 @@ fn point_at<B>(req: &mut Request<B>, endpoint: &Authority, known: Option<&KnownH
 /// ([`set_endpoint`]'s contract). The mesh's own [`Connector`] is told the
 /// endpoint beside the request instead ([`Connector::send_to`]): pointing
 /// the URI at the endpoint and moving the service's name to `Host`, for the
-/// HTTP/2 pool to move it back, is a third of what the mesh adds to an
-/// HTTP/2 request. Which one `S` is, is a type comparison the compiler
-/// resolves per instantiation, as axum does for its bodies.
+/// HTTP/2 pool to move it back, cost about 1k instructions per HTTP/2
+/// request (BENCHMARKS.md, session 8). Which one `S` is, is a type
+/// comparison the compiler resolves per instantiation, as axum does for its
+/// bodies.
 ///
 /// The error is never expected: it is what a request lost between the two
 /// type checks would get instead of a panic.
