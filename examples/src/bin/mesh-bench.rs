@@ -6,7 +6,13 @@
 //! cargo run --release -p mesh-examples --bin mesh-bench -- [--duration 10s] [--concurrency 32] [--json]
 //! cargo run --release -p mesh-examples --bin mesh-bench -- --endpoints 1000
 //! cargo run --release -p mesh-examples --bin mesh-bench -- --mtls [--duration 5s]
+//! cargo run --release -p mesh-examples --bin mesh-bench -- --mesh-endpoints 1 --no-envoy
 //! ```
+//!
+//! The mesh balances over the server's three ports; plain uses the first
+//! one, `plain_rr` all three in turn. `--mesh-endpoints 1` puts the mesh on
+//! plain's one port: the mesh stack's own cost, without what spreading
+//! requests over several connections does to the tail.
 //!
 //! Thread layout (2-core machine): the load generator runs on its own tokio
 //! runtime with `--workers` worker threads (default 1, same for every
