@@ -27,6 +27,15 @@ fn ratio(json: &Value, proto: &str, key: &str) -> f64 {
     r
 }
 
+/// The one JSON object `--json` prints.
+fn json_line(out: &str) -> Value {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {out}"));
+    serde_json::from_str(line).expect("valid JSON")
+}
+
 #[test]
 fn a_short_run_reports_every_mode_and_ratio() {
     let mut cmd = common::command(env!("CARGO_BIN_EXE_mesh-bench"));
@@ -44,11 +53,7 @@ fn a_short_run_reports_every_mode_and_ratio() {
     ]);
     let (status, out) = common::run_bounded(cmd, Duration::from_secs(120));
     assert!(status.success(), "{status}\n{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in {out}"));
-    let json: Value = serde_json::from_str(line).expect("valid JSON");
+    let json = json_line(&out);
 
     for proto in ["http1", "http2"] {
         for mode in ["plain", "plain_rr", "mesh"] {
@@ -96,8 +101,7 @@ fn the_mesh_can_balance_over_one_port_and_a_bad_count_is_refused() {
     ]);
     let (status, out) = common::run_bounded(cmd, Duration::from_secs(60));
     assert!(status.success(), "{status}\n{out}");
-    let line = out.lines().find(|l| l.starts_with('{')).unwrap();
-    let json: Value = serde_json::from_str(line).expect("valid JSON");
+    let json = json_line(&out);
     served(&json, "http1", "mesh");
     assert_eq!(json["http1"]["mesh"]["endpoints"], 1, "{json}");
 

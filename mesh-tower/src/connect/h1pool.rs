@@ -41,9 +41,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::header::HOST;
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use parking_lot::{Mutex, RwLock};
@@ -216,12 +215,7 @@ where
             && let Some(authority) = req.uri().authority().cloned()
         {
             super::authority_to_host(&mut req, &authority, Some(host));
-            let pq = req
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
-            *req.uri_mut() = Uri::from(pq);
+            *req.uri_mut() = origin_uri(req.uri());
             return self.send_at(req, endpoint.clone());
         }
         super::set_endpoint_known(&mut req, endpoint, host);
@@ -374,20 +368,17 @@ async fn reap(endpoints: Weak<RwLock<Map>>, idle: Duration) {
 /// Returns the authority (the endpoint); `None` leaves `req` unchanged.
 fn origin_form(req: &mut Request<MeshBody>) -> Option<Authority> {
     let authority = req.uri().authority()?.clone();
-    if !req.headers().contains_key(HOST)
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
-        req.headers_mut().insert(HOST, host);
-    }
+    super::authority_to_host(req, &authority, None);
     *req.uri_mut() = if req.method() == Method::CONNECT {
         Uri::from(authority.clone())
     } else {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        Uri::from(pq)
+        origin_uri(req.uri())
     };
     Some(authority)
+}
+
+/// `uri` in origin form: its path and query, `/` without a path.
+fn origin_uri(uri: &Uri) -> Uri {
+    let pq = uri.path_and_query().cloned();
+    Uri::from(pq.unwrap_or_else(|| PathAndQuery::from_static("/")))
 }
