@@ -237,8 +237,8 @@ impl MeshBuilder {
     }
 
     /// What clients do with W3C trace context (`MESH_TRACE`; default
-    /// [`TraceMode::Originate`]: every call carries a `traceparent`, a new
-    /// trace when the caller has none).
+    /// [`TraceMode::Propagate`]: a call carries a `traceparent` when its
+    /// caller has a trace context, and no new trace starts).
     pub fn trace(mut self, mode: TraceMode) -> Self {
         self.trace = mode;
         self

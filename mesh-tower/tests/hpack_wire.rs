@@ -19,6 +19,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::config::{Format, parse_str};
 use mesh_tower::body::MeshBody;
+use mesh_tower::trace::TraceContext;
 use mesh_tower::{CallOptions, Mesh};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -185,6 +186,17 @@ fn fields(block: &[u8]) -> Vec<Field> {
     out
 }
 
+/// The trace context a server layer would hand the application.
+fn incoming_trace() -> TraceContext {
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        .parse()
+        .unwrap();
+    TraceContext {
+        parent,
+        state: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_request_headers_are_never_indexed_and_their_names_are_indexed_once() {
     let (server, server_task) = server().await;
@@ -202,11 +214,13 @@ async fn per_request_headers_are_never_indexed_and_their_names_are_indexed_once(
     let mut client = mesh.client("greeter");
     let calls = 4;
     for n in 0..calls {
-        let req = Request::post("http://greeter/helloworld.Greeter/SayHello")
+        let mut req = Request::post("http://greeter/helloworld.Greeter/SayHello")
             .header("content-type", "application/grpc")
             .header("te", "trailers")
             .body(MeshBody::full(Bytes::from_static(b"\0\0\0\0\0")))
             .unwrap();
+        // A caller in a trace: each call goes out with a new child of it.
+        req.extensions_mut().insert(incoming_trace());
         // The first call's value, which the tables keep, is like no later
         // one (a later value equal to a kept one is sent by index).
         let after = Duration::from_secs(if n == 0 { 7 } else { 5 });

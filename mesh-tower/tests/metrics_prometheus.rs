@@ -100,6 +100,13 @@ async fn prometheus_scrapes_client_and_server_golden_signals() {
             .body(Empty::new())
             .unwrap();
         req.extensions_mut().insert(route.clone());
+        // The caller is in a trace: the client sends a child of it.
+        req.extensions_mut().insert(TraceContext {
+            parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+            state: None,
+        });
         let resp = svc.ready().await.unwrap().call(req).await.unwrap();
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();

@@ -65,19 +65,22 @@ fn is_child(sent: &str, ctx: &TraceContext) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn originate_by_default_propagate_only_with_context_off_never() {
+async fn propagate_by_default_originate_always_off_never() {
     let (addr, server) = echo().await;
     let ctx = incoming();
 
-    // The default: a new trace without context, a child with it.
-    let mesh_default = mesh(addr, None);
-    let root: TraceParent = sent(&mesh_default, None).await.parse().unwrap();
-    assert_ne!(root.trace_id, ctx.parent.trace_id);
-    assert!(is_child(&sent(&mesh_default, Some(&ctx)).await, &ctx));
+    // The default: nothing without context, a child with it.
+    for propagate in [mesh(addr, None), mesh(addr, Some(TraceMode::Propagate))] {
+        assert_eq!(sent(&propagate, None).await, "-");
+        assert!(is_child(&sent(&propagate, Some(&ctx)).await, &ctx));
+    }
 
-    let propagate = mesh(addr, Some(TraceMode::Propagate));
-    assert_eq!(sent(&propagate, None).await, "-");
-    assert!(is_child(&sent(&propagate, Some(&ctx)).await, &ctx));
+    // Originate: a new trace without context, a child with it.
+    let originate = mesh(addr, Some(TraceMode::Originate));
+    let root: TraceParent = sent(&originate, None).await.parse().unwrap();
+    assert_ne!(root.trace_id, ctx.parent.trace_id);
+    assert!(root.flags.is_sampled());
+    assert!(is_child(&sent(&originate, Some(&ctx)).await, &ctx));
 
     let off = mesh(addr, Some(TraceMode::Off));
     assert_eq!(sent(&off, None).await, "-");

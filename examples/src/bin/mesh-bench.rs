@@ -109,10 +109,11 @@ struct Args {
     /// (src/bench/mtls.rs).
     #[arg(long)]
     mtls: bool,
-    /// The mesh client's trace mode, as `MESH_TRACE`: `originate` (the
-    /// default: a new trace per call), `propagate` (only a caller's
-    /// context, so none here) or `off`.
-    #[arg(long, default_value = "originate")]
+    /// The mesh client's trace mode, as `MESH_TRACE`: `propagate` (the
+    /// library's default: only a caller's context, so none here),
+    /// `originate` (a new sampled trace per call: the mesh sends what
+    /// `plain_tp` sends) or `off`.
+    #[arg(long, default_value = "propagate")]
     trace: mesh_core::config::TraceMode,
     /// Internal: serve on this IP (one listener), print the port, run until
     /// killed.
@@ -124,7 +125,8 @@ struct Args {
 enum Mode {
     Plain,
     /// The plain client sending a fresh W3C `traceparent` per request, as
-    /// the mesh does (the header's own cost; with `--only plain_tp`).
+    /// the mesh does with `--trace originate` (the header's own cost; with
+    /// `--only plain_tp`).
     PlainTraced,
     /// The plain client spreading its requests round-robin over the same
     /// three ports the mesh balances over: the baseline for what spreading

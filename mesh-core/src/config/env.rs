@@ -45,15 +45,21 @@ impl FromStr for TlsMode {
 }
 
 /// What a mesh client does with W3C trace context (`MESH_TRACE`).
+///
+/// The default is [`Propagate`](TraceMode::Propagate), as Linkerd's proxies,
+/// gRPC and an Envoy without a tracing provider behave: the mesh records no
+/// spans, so a trace it started would have a root no backend knows, and its
+/// `sampled` flag would make every downstream service on OpenTelemetry's
+/// default parent-based sampler record every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TraceMode {
     /// Every call carries a `traceparent`: a child of the caller's trace
-    /// context when it has one, else a new sampled trace (the default).
-    #[default]
+    /// context when it has one, else a new sampled trace.
     Originate,
     /// A call carries a `traceparent` only as a child of the caller's trace
     /// context (an incoming request's, extracted by the server layer): no
-    /// new traces, as Linkerd's proxies and gRPC without a tracer do.
+    /// new traces (the default).
+    #[default]
     Propagate,
     /// The mesh sets no trace headers (a caller's own `traceparent` still
     /// goes through untouched).

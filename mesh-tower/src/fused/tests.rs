@@ -99,6 +99,20 @@ fn get(path: &str) -> Request<MeshBody> {
         .unwrap()
 }
 
+/// A request continuing an incoming trace (what the server layer hands the
+/// application), so the default `propagate` mode sends a child of it.
+fn traced(mut req: Request<MeshBody>) -> Request<MeshBody> {
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        .parse()
+        .unwrap();
+    let ctx = crate::trace::TraceContext {
+        parent,
+        state: None,
+    };
+    req.extensions_mut().insert(ctx);
+    req
+}
+
 const ONE_HUNG: &str = "    endpoints: [{ address: \"127.0.0.1:1\" }]\n";
 
 #[tokio::test(start_paused = true)]
@@ -343,9 +357,9 @@ async fn client_durations_are_labelled_with_the_route_taken() {
     );
 }
 
-/// Every attempt of a call goes out with the same `traceparent` (set per
-/// attempt, not kept in the head copied for retries), and a caller's own
-/// `traceparent` is sent untouched.
+/// Every attempt of a call goes out with the same `traceparent` (a child of
+/// the caller's context, set per attempt, not kept in the head copied for
+/// retries), and a caller's own `traceparent` is sent untouched.
 #[tokio::test(start_paused = true)]
 async fn every_attempt_carries_the_calls_traceparent() {
     let service = "    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }]\n    \
@@ -374,12 +388,17 @@ async fn every_attempt_carries_the_calls_traceparent() {
     let mut retried = 0;
     for _ in 0..20 {
         seen.lock().unwrap().clear();
-        let resp = client.clone().oneshot(get("/")).await.unwrap();
+        let resp = client.clone().oneshot(traced(get("/"))).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let seen = seen.lock().unwrap().clone();
         let first = &seen.first().unwrap().1;
-        crate::trace::TraceParent::from_header(&http::HeaderValue::from_str(first).unwrap())
-            .unwrap();
+        let sent =
+            crate::trace::TraceParent::from_header(&http::HeaderValue::from_str(first).unwrap())
+                .unwrap();
+        assert_eq!(
+            sent.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(seen.iter().all(|(_, tp)| tp == first), "{seen:?}");
         if seen.len() == 2 {
             retried += 1;
@@ -453,7 +472,7 @@ async fn a_retry_carries_the_callers_head_and_body() {
             .body(MeshBody::full("payload"))
             .unwrap();
         req.extensions_mut().insert(Marker(7));
-        let resp = client.clone().oneshot(req).await.unwrap();
+        let resp = client.clone().oneshot(traced(req)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let seen = seen.lock().unwrap().clone();
         for (_, method, path, fields, marker, body) in &seen {

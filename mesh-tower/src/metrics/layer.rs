@@ -82,7 +82,9 @@ impl MetricsLayer {
 
 impl MetricsLayer {
     /// The client layer for calls to the service of `labels`. Trace
-    /// injection is on, with random ids; new traces are marked sampled.
+    /// propagation is on, with random ids ([`TraceMode::Propagate`]: a
+    /// request with a [`TraceContext`](trace::TraceContext) goes out with a
+    /// child of it; none starts a trace).
     pub fn client(metrics: Metrics, labels: ServiceLabels) -> MetricsLayer {
         MetricsLayer {
             shared: Arc::new(Shared {
@@ -93,7 +95,7 @@ impl MetricsLayer {
                 labels,
                 ids: Some(Arc::new(RandomIds)),
                 flags: TraceFlags::SAMPLED,
-                originate: true,
+                originate: TraceMode::default() == TraceMode::Originate,
             }),
         }
     }
@@ -115,9 +117,11 @@ impl MetricsLayer {
     }
 
     /// What the layer does with trace context (`MESH_TRACE`): see
-    /// [`TraceMode`]. [`Originate`](TraceMode::Originate) is the default;
-    /// [`Propagate`](TraceMode::Propagate) injects only a child of the
-    /// request's own [`TraceContext`](trace::TraceContext);
+    /// [`TraceMode`]. [`Propagate`](TraceMode::Propagate), the default,
+    /// injects only a child of the request's own
+    /// [`TraceContext`](trace::TraceContext);
+    /// [`Originate`](TraceMode::Originate) also starts a new trace (with
+    /// [`new_trace_flags`](Self::new_trace_flags)) for a request without one;
     /// [`Off`](TraceMode::Off) is [`without_trace`](Self::without_trace).
     pub fn trace_mode(self, mode: TraceMode) -> MetricsLayer {
         if mode == TraceMode::Off {

@@ -106,8 +106,8 @@ async fn records_success_with_all_labels_and_in_flight_returns_to_zero() {
     let call = svc.ready().await.unwrap().call(get_with_route("api"));
     let call = tokio::spawn(call);
     let (req, respond) = handle.next_request().await.unwrap();
-    // Trace context injected on the way out.
-    TraceParent::from_header(&req.headers()[TRACEPARENT]).unwrap();
+    // No trace context: the default (propagate) starts no trace.
+    assert!(req.headers().get(TRACEPARENT).is_none());
     let s = Scrape::of(&expo);
     assert_eq!(s.get(ACTIVE, &[("mesh_service", "news")]), 1.0);
     assert_eq!(s.get(DURATION_COUNT, &[]), 0.0);
@@ -240,6 +240,7 @@ async fn trace_injection_uses_the_injected_ids_and_can_be_turned_off() {
     let (inner, mut handle) = mock::pair::<Req, Resp>();
     let mut svc = MetricsLayer::client(metrics.clone(), labels.clone())
         .with_ids(ids)
+        .trace_mode(mesh_core::config::TraceMode::Originate)
         .layer(inner);
     handle.allow(1);
     let _call = tokio::spawn(svc.ready().await.unwrap().call(get_with_route("a")));

@@ -8,12 +8,14 @@
 //!   a valid incoming `traceparent` (and its `tracestate`) becomes a
 //!   [`TraceContext`] in the request's extensions. A malformed header is
 //!   ignored, as the W3C spec asks: the trace restarts at this service.
-//! - **Client side** ([`inject`], done by [`crate::metrics::MetricsLayer`]):
+//! - **Client side** (done by [`crate::metrics::MetricsLayer`]):
 //!   a request that already has a `traceparent` header is left alone (the
 //!   application propagates itself). Otherwise, if it carries a
 //!   [`TraceContext`] extension (the application copied the incoming one
 //!   over), the trace continues: same trace id and flags, a new span id as
-//!   the parent id. Else a new trace starts.
+//!   the parent id. Else, by default (`MESH_TRACE=propagate`), the request
+//!   goes out with no trace context; with `MESH_TRACE=originate` a new
+//!   trace starts ([`inject`] does that for any request).
 //!
 //! Ids come from an [`IdGenerator`]: [`RandomIds`] (a per-thread fast RNG,
 //! randomly seeded) by default, [`SeededIds`] for deterministic tests.
