@@ -234,6 +234,68 @@ async fn a_server_silently_closing_keep_alive_connections() {
     server.abort();
 }
 
+/// A pooled connection that looks usable at checkout but whose server has
+/// already closed it: hyper finds out only when the connection's task next
+/// runs, before writing the request, and hands the request back unsent. It
+/// goes out once more on a new connection and the caller sees only the
+/// answer.
+#[tokio::test]
+async fn a_request_a_closed_pooled_connection_never_sent_goes_on_a_new_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut close = Some(close_rx);
+        let mut answered = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let path = String::from_utf8_lossy(&head)
+                .split(' ')
+                .nth(1)
+                .unwrap_or("-")
+                .to_owned();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            stream.write_all(reply.as_bytes()).await.unwrap();
+            // The first connection closes when the test says so, without
+            // `Connection: close`; later ones stay open.
+            match close.take() {
+                Some(rx) => {
+                    let _ = rx.await;
+                    drop(stream);
+                }
+                None => answered.push(stream),
+            }
+        }
+    });
+    let connector = http1(ConnectConfig::default());
+    assert_eq!(get(&connector, addr, "/one").await, "/one");
+    // Let the connection's task put the connection back on the stack.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    close_tx.send(()).unwrap();
+    // Blocking (this runtime has one thread): the server closes and its FIN
+    // arrives while the connection's task cannot look.
+    std::thread::sleep(Duration::from_millis(100));
+    // A yield polls the I/O driver, which wakes the connection's task for
+    // the FIN; the test's own future runs first in the next tick, so the
+    // checkout still finds the connection usable, and the task reads the
+    // FIN before it would write the request.
+    tokio::task::yield_now().await;
+    assert_eq!(get(&connector, addr, "/two").await, "/two");
+    server.abort();
+}
+
 #[tokio::test]
 async fn idle_connections_close_after_the_idle_timeout() {
     let server = upstream(false, None).await;
