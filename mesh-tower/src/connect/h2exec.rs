@@ -18,6 +18,7 @@
 //! A future queued while the driver is not being polled (nothing of
 //! hyper's does that, but the executor does not rely on it) wakes it.
 
+use std::any::Any;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
@@ -29,7 +30,49 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A future in its box. hyper hands all of a connection's futures as one
+/// type, sized for the largest (the connection's own I/O, 1.5 KB): a new
+/// box per request took malloc's slow path for large blocks each time. A
+/// box whose future ended is kept, emptied, for the next future of its
+/// type.
+type Slot = Pin<Box<dyn Job>>;
+
+/// Emptied boxes a connection keeps (at most 48 KB): enough for the
+/// requests one batch of responses ends.
+const SPARE_SLOTS: usize = 32;
+
+/// `Option<F>` for any future `F` hyper spawns, type-erased.
+trait Job: Send {
+    /// Polls the future; once it ends, it is dropped (the box stays).
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Takes the future out of `next` (an `Option<F>`) if this box is
+    /// empty and holds that type.
+    fn refill(self: Pin<&mut Self>, next: &mut dyn Any) -> bool;
+}
+
+impl<F> Job for Option<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn poll_job(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(fut) = self.as_mut().as_pin_mut() {
+            std::task::ready!(fut.poll(cx));
+            self.set(None);
+        }
+        Poll::Ready(())
+    }
+
+    fn refill(mut self: Pin<&mut Self>, next: &mut dyn Any) -> bool {
+        match next.downcast_mut::<Option<F>>() {
+            Some(next) if self.is_none() => {
+                self.set(next.take());
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 /// The executor of one HTTP/2 connection: queues what hyper spawns for the
 /// connection's [`Driver`].
@@ -52,7 +95,9 @@ struct Inbox {
 
 #[derive(Default)]
 struct Queued {
-    tasks: Vec<Task>,
+    tasks: Vec<Slot>,
+    /// Emptied boxes, for the next futures.
+    free: Vec<Slot>,
     /// The driver is being polled: it looks at the queue before it returns.
     polling: bool,
 }
@@ -62,9 +107,19 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
+        let mut next = Some(fut);
         let wake = {
             let mut state = self.0.state.lock();
-            state.tasks.push(Box::pin(fut));
+            let reused = state.free.pop().and_then(|mut slot| {
+                if slot.as_mut().refill(&mut next) {
+                    return Some(slot);
+                }
+                // Another type (an upgraded stream's task): a box of its own.
+                state.free.push(slot);
+                None
+            });
+            let slot = reused.unwrap_or_else(|| Box::pin(next) as Slot);
+            state.tasks.push(slot);
             !state.polling
         };
         if wake {
@@ -73,12 +128,33 @@ where
     }
 }
 
+/// Runs the future in a box; ends with the box, emptied.
+struct Run(Option<Slot>);
+
+impl Future for Run {
+    type Output = Slot;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Slot> {
+        let Some(slot) = self.0.as_mut() else {
+            // Already ended (never polled again by `FuturesUnordered`).
+            return Poll::Pending;
+        };
+        std::task::ready!(slot.as_mut().poll_job(cx));
+        match self.0.take() {
+            Some(slot) => Poll::Ready(slot),
+            None => Poll::Pending,
+        }
+    }
+}
+
 /// Runs a connection's queued futures; polled by the connection's task.
 pub(crate) struct Driver {
     inbox: Arc<Inbox>,
-    running: FuturesUnordered<Task>,
+    running: FuturesUnordered<Run>,
     /// Kept between polls: taking the queue costs no allocation.
-    spare: Vec<Task>,
+    spare: Vec<Slot>,
+    /// Boxes whose futures ended in this poll, given back to the executor.
+    ended: Vec<Slot>,
 }
 
 impl Driver {
@@ -87,6 +163,7 @@ impl Driver {
             inbox: Arc::clone(&exec.0),
             running: FuturesUnordered::new(),
             spare: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -102,12 +179,19 @@ impl Driver {
     /// none is and nothing new was queued. `Ready` when none is left.
     pub(crate) fn run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            self.running.extend(self.spare.drain(..));
+            let queued = self.spare.drain(..).map(|slot| Run(Some(slot)));
+            self.running.extend(queued);
             // Runs the futures that were woken (and the new ones); `Pending`
             // once none is ready (or after a round, to let other tasks run:
             // then it has woken this task again).
-            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+            while let Poll::Ready(Some(slot)) = self.running.poll_next_unpin(cx) {
+                self.ended.push(slot);
+            }
             let mut state = self.inbox.state.lock();
+            let room = SPARE_SLOTS.saturating_sub(state.free.len());
+            let kept = self.ended.len().min(room);
+            state.free.extend(self.ended.drain(..kept));
+            self.ended.clear();
             if state.tasks.is_empty() {
                 state.polling = false;
                 break;
@@ -148,6 +232,72 @@ mod tests {
             .await
             .expect("the driver ends once its futures have")
             .expect("no panic");
+    }
+
+    /// Counts a run; the same type at every call.
+    async fn job(runs: Arc<AtomicUsize>) {
+        runs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Where a box's future lives.
+    fn address(slot: &Slot) -> *const () {
+        let job: &dyn Job = &**slot;
+        (job as *const dyn Job).cast()
+    }
+
+    #[test]
+    fn an_ended_futures_box_is_reused_for_the_next_of_its_type() {
+        let exec = ConnExecutor::default();
+        let mut driver = Driver::new(&exec);
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut poll = |driver: &mut Driver| {
+            driver.begin(&cx);
+            driver.run(&mut cx)
+        };
+
+        exec.execute(job(runs.clone()));
+        exec.execute(job(runs.clone()));
+        assert!(poll(&mut driver).is_ready());
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let kept: Vec<_> = exec.0.state.lock().free.iter().map(address).collect();
+        assert_eq!(kept.len(), 2, "both boxes kept");
+
+        // The next future of that type goes into a kept box.
+        exec.execute(job(runs.clone()));
+        {
+            let state = exec.0.state.lock();
+            assert_eq!(state.free.len(), 1);
+            assert!(kept.contains(&address(&state.tasks[0])));
+        }
+        // A future of another type gets its own; the kept box stays.
+        let other = runs.clone();
+        exec.execute(async move {
+            other.fetch_add(10, Ordering::SeqCst);
+        });
+        {
+            let state = exec.0.state.lock();
+            assert_eq!(state.free.len(), 1);
+            assert!(!kept.contains(&address(&state.tasks[1])));
+        }
+        assert!(poll(&mut driver).is_ready());
+        assert_eq!(runs.load(Ordering::SeqCst), 13);
+        assert_eq!(exec.0.state.lock().free.len(), 3);
+    }
+
+    #[test]
+    fn at_most_spare_slots_boxes_are_kept() {
+        let exec = ConnExecutor::default();
+        let mut driver = Driver::new(&exec);
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..SPARE_SLOTS + 8 {
+            exec.execute(job(runs.clone()));
+        }
+        driver.begin(&cx);
+        assert!(driver.run(&mut cx).is_ready());
+        assert_eq!(runs.load(Ordering::SeqCst), SPARE_SLOTS + 8);
+        assert_eq!(exec.0.state.lock().free.len(), SPARE_SLOTS);
     }
 
     #[tokio::test]
