@@ -65,8 +65,10 @@ fn a_short_run_reports_every_mode_and_ratio() {
             "mesh_over_plain_rps",
             "mesh_over_plain_rps_median",
             "mesh_over_plain_p99",
+            "mesh_over_plain_p99_median",
             "mesh_over_plain_rr_rps_median",
             "mesh_over_plain_rr_p99",
+            "mesh_over_plain_rr_p99_median",
             "plain_over_mesh_client_cpu",
         ] {
             ratio(&json, proto, key);

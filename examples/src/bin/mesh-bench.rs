@@ -14,6 +14,11 @@
 //! plain's one port: the mesh stack's own cost, without what spreading
 //! requests over several connections does to the tail.
 //!
+//! Ratios: `*_rps` and `*_p99` compare all rounds pooled; `*_median` is the
+//! median of the per-round ratios. Each round runs the modes back to back,
+//! so the median is robust to the machine's speed drifting between rounds
+//! (a slow stretch lands in one mode's pooled tail, not in both).
+//!
 //! Thread layout (2-core machine): the load generator runs on its own tokio
 //! runtime with `--workers` worker threads (default 1, same for every
 //! mode), the server on another runtime with `--server-workers` threads
@@ -156,6 +161,8 @@ struct Totals {
     latencies: Vec<u32>,
     /// Requests per second of each round, in order.
     round_rps: Vec<f64>,
+    /// The p99 latency of each round, in order.
+    round_p99: Vec<f64>,
     errors: u64,
     elapsed: Duration,
     client_cpu: f64,
@@ -394,7 +401,12 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
                 totals
                     .round_rps
                     .push(r.latencies_us.len() as f64 / r.elapsed.as_secs_f64().max(1e-9));
-                totals.latencies.extend(r.latencies_us);
+                let mut sorted = r.latencies_us;
+                sorted.sort_unstable();
+                totals
+                    .round_p99
+                    .push(f64::from(load::quantile(&sorted, 0.99)));
+                totals.latencies.extend(sorted);
                 totals.errors += r.errors;
                 totals.elapsed += r.elapsed;
             }
@@ -441,10 +453,12 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
         let envoy_t = get(Mode::Envoy);
         let spread = get(Mode::PlainSpread);
         let per_round = round_ratios(&mesh_t.round_rps, &plain.round_rps);
+        let p99_per_round = round_ratios(&mesh_t.round_p99, &plain.round_p99);
         let mut ratios = json!({
             "mesh_over_plain_rps": round3(mesh_t.rps() / plain.rps().max(1e-9)),
             "mesh_over_plain_p99": round3(f64::from(mesh_t.p(0.99)) / f64::from(plain.p(0.99).max(1))),
             "mesh_over_plain_rps_median": round3(median(&per_round)),
+            "mesh_over_plain_p99_median": round3(median(&p99_per_round)),
             "plain_over_mesh_client_cpu": round3(plain.cpu_per_request() / mesh_t.cpu_per_request().max(1e-12)),
         });
         let mut obj = json!({"plain": plain.json(), "mesh": mesh_t.json()});
@@ -453,6 +467,8 @@ async fn bench(args: &Args, addrs: &[std::net::SocketAddr]) -> Result<(), BoxErr
             obj["plain_rr"] = rr.json();
             let per_round = round_ratios(&mesh_t.round_rps, &rr.round_rps);
             ratios["mesh_over_plain_rr_rps_median"] = json!(round3(median(&per_round)));
+            let p99_per_round = round_ratios(&mesh_t.round_p99, &rr.round_p99);
+            ratios["mesh_over_plain_rr_p99_median"] = json!(round3(median(&p99_per_round)));
             ratios["mesh_over_plain_rr_p99"] = json!(round3(
                 f64::from(mesh_t.p(0.99)) / f64::from(rr.p(0.99).max(1))
             ));
