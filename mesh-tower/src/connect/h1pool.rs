@@ -304,8 +304,9 @@ where
         })
     }
 
-    /// A request `try_send_request` gave back: never sent, the connection
-    /// was closing under it. It goes over a new connection.
+    /// After `try_send_request` failed: a request it gave back (never
+    /// sent: the connection was closing under it) goes over a new
+    /// connection; one it did not was sent, and the error stands.
     fn resend(
         self: Arc<Self>,
         mut err: TrySendError<Request<MeshBody>>,

@@ -17,6 +17,10 @@
 //! Each connection has its own executor (and so its own hyper `Builder`).
 //! A future queued while the driver is not being polled (nothing of
 //! hyper's does that, but the executor does not rely on it) wakes it.
+//!
+//! hyper's futures are all one type per connection, 1.5 KB each; the box
+//! of one that ended is kept (up to [`SPARE_SLOTS`] per connection) for the
+//! next, so a request costs no large allocation.
 
 use std::any::Any;
 use std::future::Future;
