@@ -201,6 +201,19 @@ async fn a_server_closing_after_each_response_is_reconnected_to() {
     assert_eq!(server.accepted.load(Ordering::SeqCst), 20);
 }
 
+/// Reads a request head (up to its blank line, or until the stream ends).
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
 /// A server that answers one request per connection and closes it without
 /// `Connection: close`: the client learns of it only from the socket.
 #[tokio::test]
@@ -212,14 +225,7 @@ async fn a_server_silently_closing_keep_alive_connections() {
     let server = tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             a.fetch_add(1, Ordering::SeqCst);
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            read_head(&mut stream).await;
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await;
@@ -248,14 +254,7 @@ async fn a_request_a_closed_pooled_connection_never_sent_goes_on_a_new_one() {
         let mut close = Some(close_rx);
         let mut answered = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            let head = read_head(&mut stream).await;
             let path = String::from_utf8_lossy(&head)
                 .split(' ')
                 .nth(1)

@@ -288,7 +288,7 @@ where
         let endpoint = self.endpoint(&authority);
         let pool = Arc::clone(self);
         let Some((mut send, conn)) = endpoint.pop() else {
-            return Box::pin(async move { pool.send_new(req, authority, endpoint).await });
+            return Box::pin(pool.send_new(req, authority, endpoint));
         };
         let sent = send.try_send_request(req);
         Box::pin(IdleSend {
@@ -314,7 +314,7 @@ where
         endpoint: Arc<Endpoint>,
     ) -> SendFuture {
         match err.take_message() {
-            Some(req) => Box::pin(async move { self.send_new(req, authority, endpoint).await }),
+            Some(req) => Box::pin(self.send_new(req, authority, endpoint)),
             None => Box::pin(std::future::ready(Err(
                 Box::new(err.into_error()) as BoxError
             ))),
@@ -323,7 +323,7 @@ where
 
     /// Sends `req` over a new connection to `authority`.
     async fn send_new(
-        &self,
+        self: Arc<Self>,
         req: Request<MeshBody>,
         authority: Authority,
         endpoint: Arc<Endpoint>,
