@@ -20,7 +20,8 @@
 //!
 //! hyper's futures are all one type per connection, 1.5 KB each; the box
 //! of one that ended is kept (up to [`SPARE_SLOTS`] per connection) for the
-//! next, so a request costs no large allocation.
+//! next, so a request costs no large allocation, and the next future is
+//! written straight into it (one copy of its 1.5 KB).
 
 use std::any::Any;
 use std::future::Future;
@@ -38,8 +39,12 @@ use parking_lot::Mutex;
 /// type, sized for the largest (the connection's own I/O, 1.5 KB): a new
 /// box per request took malloc's slow path for large blocks each time. A
 /// box whose future ended is kept, emptied, for the next future of its
-/// type.
-type Slot = Pin<Box<dyn Job>>;
+/// type, which is written straight into it.
+///
+/// hyper's HTTP/2 futures are `Unpin` (they are written-out state machines
+/// over `Unpin` parts), so a box needs no pinning: the executor asks for
+/// `Unpin`, and a future that is not would fail to compile, not misbehave.
+type Slot = Box<dyn Job>;
 
 /// Emptied boxes a connection keeps (at most 48 KB): enough for the
 /// requests one batch of responses ends.
@@ -48,33 +53,26 @@ const SPARE_SLOTS: usize = 32;
 /// `Option<F>` for any future `F` hyper spawns, type-erased.
 trait Job: Send {
     /// Polls the future; once it ends, it is dropped (the box stays).
-    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 
-    /// Takes the future out of `next` (an `Option<F>`) if this box is
-    /// empty and holds that type.
-    fn refill(self: Pin<&mut Self>, next: &mut dyn Any) -> bool;
+    /// The `Option<F>` itself, for the executor to write the next `F` into.
+    fn as_any(&mut self) -> &mut dyn Any;
 }
 
 impl<F> Job for Option<F>
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send + Unpin + 'static,
 {
-    fn poll_job(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(fut) = self.as_mut().as_pin_mut() {
-            std::task::ready!(fut.poll(cx));
-            self.set(None);
+    fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(fut) = self {
+            std::task::ready!(Pin::new(fut).poll(cx));
+            *self = None;
         }
         Poll::Ready(())
     }
 
-    fn refill(mut self: Pin<&mut Self>, next: &mut dyn Any) -> bool {
-        match next.downcast_mut::<Option<F>>() {
-            Some(next) if self.is_none() => {
-                self.set(next.take());
-                true
-            }
-            _ => false,
-        }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
@@ -108,21 +106,26 @@ struct Queued {
 
 impl<F> hyper::rt::Executor<F> for ConnExecutor
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send + Unpin + 'static,
 {
     fn execute(&self, fut: F) {
-        let mut next = Some(fut);
         let wake = {
             let mut state = self.0.state.lock();
-            let reused = state.free.pop().and_then(|mut slot| {
-                if slot.as_mut().refill(&mut next) {
-                    return Some(slot);
-                }
-                // Another type (an upgraded stream's task): a box of its own.
-                state.free.push(slot);
-                None
-            });
-            let slot = reused.unwrap_or_else(|| Box::pin(next) as Slot);
+            let slot = match state.free.pop() {
+                Some(mut slot) => match slot.as_any().downcast_mut::<Option<F>>() {
+                    Some(empty) => {
+                        *empty = Some(fut);
+                        slot
+                    }
+                    None => {
+                        // Another type (an upgraded stream's task): a box
+                        // of its own.
+                        state.free.push(slot);
+                        Box::new(Some(fut))
+                    }
+                },
+                None => Box::new(Some(fut)),
+            };
             state.tasks.push(slot);
             !state.polling
         };
@@ -143,7 +146,7 @@ impl Future for Run {
             // Already ended (never polled again by `FuturesUnordered`).
             return Poll::Pending;
         };
-        std::task::ready!(slot.as_mut().poll_job(cx));
+        std::task::ready!(slot.poll_job(cx));
         match self.0.take() {
             Some(slot) => Poll::Ready(slot),
             None => Poll::Pending,
@@ -217,9 +220,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Pending until `gate` is notified, then counts itself `done`.
-    async fn gated(gate: Arc<tokio::sync::Notify>, done: Arc<AtomicUsize>) {
-        gate.notified().await;
-        done.fetch_add(1, Ordering::SeqCst);
+    fn gated(
+        gate: Arc<tokio::sync::Notify>,
+        done: Arc<AtomicUsize>,
+    ) -> Pin<Box<impl Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            gate.notified().await;
+            done.fetch_add(1, Ordering::SeqCst);
+        })
     }
 
     /// A task polling `driver` as a connection's task does.
@@ -239,8 +247,10 @@ mod tests {
     }
 
     /// Counts a run; the same type at every call.
-    async fn job(runs: Arc<AtomicUsize>) {
-        runs.fetch_add(1, Ordering::SeqCst);
+    fn job(runs: Arc<AtomicUsize>) -> Pin<Box<impl Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+        })
     }
 
     /// Where a box's future lives.
@@ -276,9 +286,9 @@ mod tests {
         }
         // A future of another type gets its own; the kept box stays.
         let other = runs.clone();
-        exec.execute(async move {
+        exec.execute(Box::pin(async move {
             other.fetch_add(10, Ordering::SeqCst);
-        });
+        }));
         {
             let state = exec.0.state.lock();
             assert_eq!(state.free.len(), 1);
@@ -335,9 +345,9 @@ mod tests {
         // Queued while the driver sleeps: it must wake to run it.
         let ran = Arc::new(AtomicUsize::new(0));
         let flag = ran.clone();
-        exec.execute(async move {
+        exec.execute(Box::pin(async move {
             flag.fetch_add(1, Ordering::SeqCst);
-        });
+        }));
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while ran.load(Ordering::SeqCst) == 0 {
                 tokio::task::yield_now().await;
