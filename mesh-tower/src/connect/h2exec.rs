@@ -259,20 +259,22 @@ mod tests {
         (job as *const dyn Job).cast()
     }
 
+    /// Polls `driver` once, as its connection's task would (no-op waker).
+    fn poll_once(driver: &mut Driver) -> Poll<()> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        driver.begin(&cx);
+        driver.run(&mut cx)
+    }
+
     #[test]
     fn an_ended_futures_box_is_reused_for_the_next_of_its_type() {
         let exec = ConnExecutor::default();
         let mut driver = Driver::new(&exec);
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let runs = Arc::new(AtomicUsize::new(0));
-        let mut poll = |driver: &mut Driver| {
-            driver.begin(&cx);
-            driver.run(&mut cx)
-        };
 
         exec.execute(job(runs.clone()));
         exec.execute(job(runs.clone()));
-        assert!(poll(&mut driver).is_ready());
+        assert!(poll_once(&mut driver).is_ready());
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         let kept: Vec<_> = exec.0.state.lock().free.iter().map(address).collect();
         assert_eq!(kept.len(), 2, "both boxes kept");
@@ -294,7 +296,7 @@ mod tests {
             assert_eq!(state.free.len(), 1);
             assert!(!kept.contains(&address(&state.tasks[1])));
         }
-        assert!(poll(&mut driver).is_ready());
+        assert!(poll_once(&mut driver).is_ready());
         assert_eq!(runs.load(Ordering::SeqCst), 13);
         assert_eq!(exec.0.state.lock().free.len(), 3);
     }
@@ -303,13 +305,11 @@ mod tests {
     fn at_most_spare_slots_boxes_are_kept() {
         let exec = ConnExecutor::default();
         let mut driver = Driver::new(&exec);
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let runs = Arc::new(AtomicUsize::new(0));
         for _ in 0..SPARE_SLOTS + 8 {
             exec.execute(job(runs.clone()));
         }
-        driver.begin(&cx);
-        assert!(driver.run(&mut cx).is_ready());
+        assert!(poll_once(&mut driver).is_ready());
         assert_eq!(runs.load(Ordering::SeqCst), SPARE_SLOTS + 8);
         assert_eq!(exec.0.state.lock().free.len(), SPARE_SLOTS);
     }
